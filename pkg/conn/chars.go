@@ -1,0 +1,120 @@
+package conn
+
+// Byte classes of RFC 9110 5.6.2 (token) and 5.5 (field values), as lookup tables.
+var (
+	tokenTable  [256]bool // tchar
+	targetTable [256]bool // visible ASCII allowed in a request-target (RFC 3986 characters, no '#')
+	valueTable  [256]bool // field-vchar, SP and HTAB (obs-text included)
+)
+
+func init() {
+	for c := 'a'; c <= 'z'; c++ {
+		tokenTable[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		tokenTable[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		tokenTable[c] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		tokenTable[c] = true
+	}
+	for c := 0x21; c <= 0x7e; c++ {
+		targetTable[c] = c != '#'
+	}
+	valueTable['\t'] = true
+	for c := 0x20; c <= 0xff; c++ {
+		valueTable[c] = c != 0x7f
+	}
+}
+
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !tokenTable[c] {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenString(s string) bool {
+	if len(s) == 0 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !tokenTable[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + ('a' - 'A')
+	}
+	return c
+}
+
+// equalFold reports whether b equals s, ASCII case-insensitively. s must be lower case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if lower(b[i]) != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// equalFoldString is equalFold for two strings of any case.
+func equalFoldString(a []byte, s string) bool {
+	if len(a) != len(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if lower(a[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// nextToken splits a comma-separated list (RFC 9110 5.6.1): it returns the first element with
+// optional whitespace trimmed, and the rest after the comma. Empty elements are returned as empty.
+func nextToken(list []byte) (elem, rest []byte) {
+	for i, c := range list {
+		if c == ',' {
+			return trimOWS(list[:i]), list[i+1:]
+		}
+	}
+	return trimOWS(list), nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}

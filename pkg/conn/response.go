@@ -324,6 +324,9 @@ func (c *Connection) endResponse() error {
 	if err := c.flush(true); err != nil {
 		return err
 	}
+	if !c.closeAfter && !c.drainBody() {
+		c.closeAfter = true
+	}
 	if r.framing == framingLength && r.written < r.cl && c.method != MethodHead {
 		return ErrContentLength // the body is visibly incomplete: the connection closes (CONTRACT H17)
 	}
@@ -339,8 +342,10 @@ func (c *Connection) flush(final bool) error {
 	}
 	start := headReserve
 	if !r.headSent {
-		// CONTRACT H12: drain the unread request body before the head goes out.
-		if !c.drainBody() {
+		// CONTRACT H12: drain the unread request body before the head of a complete response goes
+		// out. A handler that flushes earlier may still be reading the body (streaming, echo), so its
+		// rest is drained when it returns (endResponse).
+		if final && !c.drainBody() {
 			c.closeAfter = true
 		}
 		c.chooseFraming(final)

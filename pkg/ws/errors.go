@@ -1,0 +1,59 @@
+package ws
+
+import (
+	"errors"
+	"strconv"
+)
+
+// Close codes of RFC 6455 7.4.1 that edged sends.
+const (
+	CloseNormal          = 1000
+	CloseGoingAway       = 1001
+	CloseProtocolError   = 1002
+	CloseUnsupported     = 1003
+	CloseNoStatus        = 1005 // never sent: a close frame without a code
+	CloseInvalidPayload  = 1007
+	ClosePolicyViolation = 1008
+	CloseTooBig          = 1009
+	CloseInternalError   = 1011
+)
+
+// CloseError is returned by ReadMessage when the peer closed the session: the peer's code (1005 when
+// its close frame had none) and reason. The close reply has been sent (CONTRACT W6).
+type CloseError struct {
+	Code   int
+	Reason string
+}
+
+func (e *CloseError) Error() string {
+	return "ws: peer closed with " + strconv.Itoa(e.Code) + " " + e.Reason
+}
+
+// ProtocolError is returned by ReadMessage when the peer broke RFC 6455 or a limit: edged has sent a
+// close frame with Code (1002, 1007, 1009) and the session must end (RFC 6455 7.1.7).
+type ProtocolError struct {
+	Code int
+	Msg  string
+}
+
+func (e *ProtocolError) Error() string { return "ws: " + e.Msg + " (close " + strconv.Itoa(e.Code) + ")" }
+
+// Sentinel errors.
+var (
+	// ErrClosed is returned by writes after a close frame was sent.
+	ErrClosed = errors.New("ws: close frame already sent")
+	// ErrBufferedTooLarge is returned by Reset when the bytes read past the handshake do not fit.
+	ErrBufferedTooLarge = errors.New("ws: bytes after the handshake larger than the read buffer")
+	// ErrMessageTooLarge is returned by WriteMessage for a control payload over 125 bytes.
+	ErrControlTooLarge = errors.New("ws: control frame payload larger than 125 bytes")
+
+	errLengthTopBit = &ProtocolError{CloseProtocolError, "64-bit frame length with the top bit set"}
+)
+
+// HandshakeError is a refused upgrade request: the HTTP status edged answered with (CONTRACT W1, W2).
+type HandshakeError struct {
+	Status int
+	Msg    string
+}
+
+func (e *HandshakeError) Error() string { return "ws: handshake refused: " + e.Msg }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edged/edged/pkg/conn"
@@ -72,6 +73,7 @@ type Conn struct {
 	ctrlLen   int
 	utf8      utf8State
 	closeRecv bool
+	frames    atomic.Uint64 // frames received, for liveness checks (CONTRACT W10)
 
 	// Writer state, under wmu.
 	wmu       sync.Mutex
@@ -103,8 +105,12 @@ func (c *Conn) Reset(s conn.Stream, buffered []byte) error {
 	c.frRemain, c.inFrame, c.maskPos, c.ctrlLen = 0, false, 0, 0
 	c.utf8 = utf8State{}
 	c.closeRecv, c.closeSent = false, false
+	c.frames.Store(0)
 	return nil
 }
+
+// Frames returns the number of frames received since Reset, control frames included.
+func (c *Conn) Frames() uint64 { return c.frames.Load() }
 
 // Stream returns the stream c runs over.
 func (c *Conn) Stream() conn.Stream { return c.s }
@@ -135,6 +141,7 @@ func (c *Conn) ReadMessage() (Opcode, []byte, error) {
 				continue
 			}
 			c.r += n
+			c.frames.Add(1)
 			if err := c.checkHeader(&h); err != nil {
 				return 0, nil, err
 			}

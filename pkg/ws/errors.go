@@ -36,7 +36,9 @@ type ProtocolError struct {
 	Msg  string
 }
 
-func (e *ProtocolError) Error() string { return "ws: " + e.Msg + " (close " + strconv.Itoa(e.Code) + ")" }
+func (e *ProtocolError) Error() string {
+	return "ws: " + e.Msg + " (close " + strconv.Itoa(e.Code) + ")"
+}
 
 // Sentinel errors.
 var (

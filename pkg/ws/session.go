@@ -1,0 +1,354 @@
+package ws
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edged/edged/pkg/conn"
+)
+
+// Transport is a socket taken over from the HTTP server for a session (CONTRACT W9). A session uses it
+// from its own goroutine only, except Interrupt: callable from any goroutine, it makes a Read that is
+// blocked (or the next one) return an error satisfying errors.Is(err, ErrInterrupted). Close, called
+// once by the session goroutine, closes the socket and releases the server slot it holds.
+type Transport interface {
+	conn.Stream
+	Interrupt()
+	Close() error
+}
+
+// ErrInterrupted is returned by a Transport's Read after Interrupt.
+var ErrInterrupted = errors.New("ws: read interrupted")
+
+// SessionHandler receives a session's events. OnMessage runs on the session's goroutine; payload is
+// valid only during the call.
+type SessionHandler interface {
+	OnOpen(s *Session)
+	OnMessage(s *Session, op Opcode, payload []byte)
+	OnClose(s *Session)
+}
+
+// PoolConfig sizes a Pool. Zero fields take their defaults.
+type PoolConfig struct {
+	// MaxSessions bounds the sessions alive at once (--ws-max-conns, CONTRACT W9). Default 16.
+	MaxSessions int
+	// Conn sizes each session's buffers.
+	Conn Config
+	// PingInterval: an idle session is pinged after this long, and closed if nothing arrives within
+	// another interval (CONTRACT W10). Default 30s.
+	PingInterval time.Duration
+	// CloseTimeout bounds the wait for the peer's close after edged sent one (CONTRACT W6). Default 5s.
+	CloseTimeout time.Duration
+	// WriteTimeout bounds each write to a session. Default 10s.
+	WriteTimeout time.Duration
+}
+
+// Defaults of PoolConfig.
+const (
+	DefaultMaxSessions  = 16
+	DefaultPingInterval = 30 * time.Second
+	DefaultCloseTimeout = 5 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+func (cfg PoolConfig) withDefaults() PoolConfig {
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	cfg.Conn = cfg.Conn.withDefaults()
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = DefaultCloseTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	return cfg
+}
+
+// BufferBytes returns the memory the pool's sessions hold, all allocated by NewPool (CONTRACT D8).
+func (cfg PoolConfig) BufferBytes() int {
+	cfg = cfg.withDefaults()
+	return cfg.MaxSessions * (cfg.Conn.BufferBytes() + 2*outboxSize(cfg.Conn))
+}
+
+func outboxSize(cfg Config) int { return cfg.MaxMessage + 2*(frameRecord) }
+
+// frameRecord is the bytes an outbox entry needs besides its payload: opcode and length.
+const frameRecord = 5
+
+// Pool is a bounded set of WebSocket sessions with buffers allocated once (CONTRACT W9). Each live
+// session runs on one goroutine of its own, so goroutines stay bounded by MaxSessions (CONTRACT S11).
+type Pool struct {
+	cfg  PoolConfig
+	free chan *Session
+	all  []*Session
+	wg   sync.WaitGroup
+
+	closing atomic.Bool
+	active  atomic.Int64
+	msgsIn  atomic.Uint64
+	msgsOut atomic.Uint64
+}
+
+// NewPool allocates MaxSessions sessions and their buffers.
+func NewPool(cfg PoolConfig) *Pool {
+	cfg = cfg.withDefaults()
+	p := &Pool{cfg: cfg, free: make(chan *Session, cfg.MaxSessions)}
+	for i := 0; i < cfg.MaxSessions; i++ {
+		s := &Session{pool: p, id: i, conn: NewConn(cfg.Conn)}
+		s.outbox[0] = make([]byte, 0, outboxSize(cfg.Conn))
+		s.outbox[1] = make([]byte, 0, outboxSize(cfg.Conn))
+		p.all = append(p.all, s)
+		p.free <- s
+	}
+	return p
+}
+
+// Config returns the effective configuration.
+func (p *Pool) Config() PoolConfig { return p.cfg }
+
+// Active returns the number of live sessions.
+func (p *Pool) Active() int { return int(p.active.Load()) }
+
+// Messages returns the messages received from and sent to peers since start.
+func (p *Pool) Messages() (in, out uint64) { return p.msgsIn.Load(), p.msgsOut.Load() }
+
+// Acquire reserves a session, or returns nil when all are in use (the upgrade is then refused with
+// 503, CONTRACT W9) or the pool is shutting down. A reserved session is either started with Start or
+// given back with Release.
+func (p *Pool) Acquire() *Session {
+	if p.closing.Load() {
+		return nil
+	}
+	select {
+	case s := <-p.free:
+		p.active.Add(1)
+		return s
+	default:
+		return nil
+	}
+}
+
+// Release gives back a session reserved with Acquire that was never started.
+func (p *Pool) Release(s *Session) {
+	p.active.Add(-1)
+	p.free <- s
+}
+
+// Shutdown sends close 1001 to every live session (CONTRACT S9) and waits until all have ended or ctx
+// is done; sessions still alive then have their transports closed.
+func (p *Pool) Shutdown(done <-chan struct{}) {
+	p.closing.Store(true)
+	for _, s := range p.all {
+		s.requestClose(CloseGoingAway)
+	}
+	ended := make(chan struct{})
+	go func() { p.wg.Wait(); close(ended) }()
+	select {
+	case <-ended:
+	case <-done:
+		for _, s := range p.all {
+			s.forceClose()
+		}
+		<-ended
+	}
+}
+
+// Session is one WebSocket session of a Pool.
+type Session struct {
+	pool *Pool
+	id   int
+	conn *Conn
+
+	mu        sync.Mutex
+	t         Transport // nil when the session is not live
+	handler   SessionHandler
+	outbox    [2][]byte // [0] fills with Send, [1] is being written by the session goroutine
+	closeCode int       // a close requested from another goroutine (1001, 1008), 0 if none
+	closing   bool
+	force     bool // end without a close handshake (shutdown grace over)
+
+	// Value is free for the SessionHandler (e.g. the topic a subscriber follows).
+	Value any
+}
+
+// ID returns the session's index in its pool, stable for the pool's lifetime.
+func (s *Session) ID() int { return s.id }
+
+// Conn returns the session's WebSocket connection.
+func (s *Session) Conn() *Conn { return s.conn }
+
+// Start runs the session over t on a goroutine of its own; buffered holds the bytes already read past
+// the handshake. It returns at once.
+func (s *Session) Start(t Transport, buffered []byte, h SessionHandler) {
+	p := s.pool
+	s.mu.Lock()
+	s.t, s.handler, s.closeCode, s.closing, s.force = t, h, 0, false, false
+	s.outbox[0], s.outbox[1] = s.outbox[0][:0], s.outbox[1][:0]
+	s.mu.Unlock()
+	p.wg.Add(1)
+	go s.run(buffered)
+}
+
+// Send queues a message for the peer without blocking: publishers are never slowed by a slow peer.
+// When the queue cannot take it, the peer has fallen behind: the session is closed with 1008 and Send
+// returns false (CONTRACT D4).
+func (s *Session) Send(op Opcode, payload []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.t == nil || s.closing {
+		return false
+	}
+	q := s.outbox[0]
+	if len(q)+frameRecord+len(payload) > cap(q) {
+		s.closeCode, s.closing = ClosePolicyViolation, true
+		s.t.Interrupt()
+		return false
+	}
+	var rec [frameRecord]byte
+	rec[0] = byte(op)
+	binary.BigEndian.PutUint32(rec[1:], uint32(len(payload)))
+	wasEmpty := len(q) == 0
+	q = append(q, rec[:]...)
+	s.outbox[0] = append(q, payload...)
+	if wasEmpty {
+		s.t.Interrupt()
+	}
+	return true
+}
+
+// requestClose asks the session goroutine to close the session with code.
+func (s *Session) requestClose(code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.t != nil && !s.closing {
+		s.closeCode, s.closing = code, true
+		s.t.Interrupt()
+	}
+}
+
+// CloseWith closes the session with code from any goroutine (for example 1008 for a policy).
+func (s *Session) CloseWith(code int) { s.requestClose(code) }
+
+// forceClose makes the session goroutine end at once, without a close handshake.
+func (s *Session) forceClose() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.t != nil {
+		s.force = true
+		s.t.Interrupt()
+	}
+}
+
+func (s *Session) run(buffered []byte) {
+	p := s.pool
+	defer p.wg.Done()
+	c := s.conn
+	t := s.t
+	if err := c.Reset(t, buffered); err != nil {
+		s.end()
+		return
+	}
+	s.handler.OnOpen(s)
+	var (
+		pinged     bool
+		closeUntil time.Time
+		seen       = c.Frames()
+	)
+loop:
+	for {
+		deadline := time.Now().Add(p.cfg.PingInterval)
+		if !closeUntil.IsZero() {
+			deadline = closeUntil
+		}
+		t.SetReadDeadline(deadline)
+		op, msg, err := c.ReadMessage()
+		switch {
+		case err == nil:
+			p.msgsIn.Add(1)
+			s.handler.OnMessage(s, op, msg)
+		case errors.Is(err, ErrInterrupted):
+			code, force := s.flush()
+			if force {
+				break loop
+			}
+			if code != 0 && closeUntil.IsZero() {
+				_ = c.WriteClose(code, "")
+				closeUntil = time.Now().Add(p.cfg.CloseTimeout)
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if !closeUntil.IsZero() {
+				break loop // the peer did not answer our close in time (CONTRACT W6)
+			}
+			f := c.Frames()
+			if pinged && f == seen {
+				break loop // no answer to the ping within an interval (CONTRACT W10)
+			}
+			seen, pinged = f, true
+			t.SetWriteDeadline(time.Now().Add(p.cfg.WriteTimeout))
+			if c.WritePing(nil) != nil {
+				break loop
+			}
+		default:
+			break loop // closed by the peer, a protocol error, or the socket failed
+		}
+	}
+	s.end()
+}
+
+// flush writes the queued messages and returns a close code requested meanwhile (0 if none), and
+// whether the session must end at once.
+func (s *Session) flush() (code int, force bool) {
+	s.mu.Lock()
+	s.outbox[0], s.outbox[1] = s.outbox[1][:0], s.outbox[0]
+	q := s.outbox[1]
+	code, force = s.closeCode, s.force
+	s.mu.Unlock()
+	if force {
+		return code, true
+	}
+	if len(q) > 0 {
+		s.t.SetWriteDeadline(time.Now().Add(s.pool.cfg.WriteTimeout))
+	}
+	for len(q) >= frameRecord {
+		op := Opcode(q[0])
+		n := int(binary.BigEndian.Uint32(q[1:]))
+		if err := s.conn.WriteMessage(op, q[frameRecord:frameRecord+n]); err != nil {
+			return code, true
+		}
+		s.pool.msgsOut.Add(1)
+		q = q[frameRecord+n:]
+	}
+	return code, false
+}
+
+// SendNow writes a message from the session's own goroutine (an echo reply), under the write timeout.
+func (s *Session) SendNow(op Opcode, payload []byte) error {
+	s.t.SetWriteDeadline(time.Now().Add(s.pool.cfg.WriteTimeout))
+	if err := s.conn.WriteMessage(op, payload); err != nil {
+		return err
+	}
+	s.pool.msgsOut.Add(1)
+	return nil
+}
+
+func (s *Session) end() {
+	p := s.pool
+	if s.handler != nil {
+		s.handler.OnClose(s)
+	}
+	s.mu.Lock()
+	t := s.t
+	s.t, s.handler, s.Value = nil, nil, nil
+	s.mu.Unlock()
+	_ = t.Close()
+	p.active.Add(-1)
+	p.free <- s
+}

@@ -1,0 +1,135 @@
+package topics
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+type recorder struct {
+	got  []string
+	full bool
+}
+
+func (r *recorder) Deliver(binary bool, p []byte) bool {
+	if r.full {
+		return false
+	}
+	kind := "t:"
+	if binary {
+		kind = "b:"
+	}
+	r.got = append(r.got, kind+string(p))
+	return true
+}
+
+func TestD4_PublishGetDelete(t *testing.T) {
+	h := New(Config{})
+	created, err := h.Publish([]byte("sensors/temp"), []byte("text/plain"), false, []byte("21.5"))
+	if err != nil || !created {
+		t.Fatalf("first publish: created=%v err=%v", created, err)
+	}
+	created, err = h.Publish([]byte("sensors/temp"), []byte("text/plain"), false, []byte("22"))
+	if err != nil || created {
+		t.Fatalf("second publish: created=%v err=%v", created, err)
+	}
+	var val, ctype, etag string
+	ok, err := h.Get([]byte("sensors/temp"), func(v []byte, ct string, e []byte) {
+		val, ctype, etag = string(v), ct, string(e)
+	})
+	if !ok || err != nil || val != "22" || ctype != "text/plain" || etag == "" {
+		t.Fatalf("get: ok=%v err=%v val=%q ctype=%q etag=%q", ok, err, val, ctype, etag)
+	}
+	if h.Len() != 1 {
+		t.Fatalf("Len = %d, want 1", h.Len())
+	}
+	if ok, _ := h.Delete([]byte("sensors/temp")); !ok {
+		t.Fatal("delete of an existing topic reported none")
+	}
+	if ok, _ := h.Get([]byte("sensors/temp"), func([]byte, string, []byte) {}); ok {
+		t.Fatal("deleted topic still has a value")
+	}
+	if ok, _ := h.Delete([]byte("sensors/temp")); ok {
+		t.Fatal("second delete reported a value")
+	}
+}
+
+func TestD4_ETagChangesOnPublish(t *testing.T) {
+	h := New(Config{})
+	var tags []string
+	for _, v := range []string{"a", "b"} {
+		h.Publish([]byte("x"), nil, false, []byte(v))
+		h.Get([]byte("x"), func(_ []byte, _ string, e []byte) { tags = append(tags, string(e)) })
+	}
+	if tags[0] == tags[1] {
+		t.Fatalf("ETag unchanged across publishes: %v", tags)
+	}
+}
+
+func TestD4_Names(t *testing.T) {
+	good := []string{"a", "A.b_c-d/e", strings.Repeat("x", 128)}
+	bad := []string{"", strings.Repeat("x", 129), "a b", "a%2f", "ä", "a?b", "a\x00"}
+	for _, n := range good {
+		if !ValidName([]byte(n)) {
+			t.Errorf("ValidName(%q) = false", n)
+		}
+	}
+	h := New(Config{})
+	for _, n := range bad {
+		if ValidName([]byte(n)) {
+			t.Errorf("ValidName(%q) = true", n)
+		}
+		if _, err := h.Publish([]byte(n), nil, false, nil); !errors.Is(err, ErrBadName) {
+			t.Errorf("Publish(%q) err = %v, want ErrBadName", n, err)
+		}
+	}
+}
+
+func TestD4_Bounds(t *testing.T) {
+	h := New(Config{MaxTopics: 2, MaxValueBytes: 4})
+	if _, err := h.Publish([]byte("a"), nil, false, []byte("12345")); !errors.Is(err, ErrValueTooLarge) {
+		t.Fatalf("oversized value: err = %v", err)
+	}
+	h.Publish([]byte("a"), nil, false, []byte("1"))
+	h.Publish([]byte("b"), nil, false, []byte("1"))
+	if _, err := h.Publish([]byte("c"), nil, false, []byte("1")); !errors.Is(err, ErrTooManyTopics) {
+		t.Fatalf("third topic: err = %v", err)
+	}
+	h.Delete([]byte("a"))
+	if _, err := h.Publish([]byte("c"), nil, false, []byte("1")); err != nil {
+		t.Fatalf("topic after a delete freed room: %v", err)
+	}
+}
+
+func TestD4_SubscribersGetRetainedThenPublishes(t *testing.T) {
+	h := New(Config{})
+	h.Publish([]byte("t"), nil, true, []byte("retained"))
+	r := &recorder{}
+	if err := h.Subscribe([]byte("t"), r); err != nil {
+		t.Fatal(err)
+	}
+	h.Publish([]byte("t"), nil, false, []byte("next"))
+	want := []string{"b:retained", "t:next"}
+	if strings.Join(r.got, ",") != strings.Join(want, ",") {
+		t.Fatalf("got %v, want %v", r.got, want)
+	}
+	h.Unsubscribe([]byte("t"), r)
+	h.Publish([]byte("t"), nil, false, []byte("after"))
+	if len(r.got) != 2 {
+		t.Fatalf("unsubscribed subscriber still got %v", r.got)
+	}
+}
+
+func TestD4_FullSubscriberIsDropped(t *testing.T) {
+	h := New(Config{})
+	slow, fast := &recorder{}, &recorder{}
+	h.Subscribe([]byte("t"), slow)
+	h.Subscribe([]byte("t"), fast)
+	slow.full = true
+	h.Publish([]byte("t"), nil, false, []byte("1"))
+	slow.full = false
+	h.Publish([]byte("t"), nil, false, []byte("2"))
+	if len(slow.got) != 0 || len(fast.got) != 2 {
+		t.Fatalf("slow got %v (want none after refusing), fast got %v", slow.got, fast.got)
+	}
+}

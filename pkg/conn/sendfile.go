@@ -1,0 +1,91 @@
+package conn
+
+import (
+	"io"
+	"os"
+)
+
+// FileSender is implemented by streams that can send a file's bytes straight from the page cache
+// (sendfile(2)). SendFile sends up to n bytes of the file descriptor fd from offset and returns how many
+// it sent; it blocks until then, the write deadline, or an error, like Write.
+type FileSender interface {
+	SendFile(fd int, offset, n int64) (int64, error)
+}
+
+// SendFile writes n bytes of f from offset as (the rest of) the response body. The head and anything
+// buffered go out first; then the stream's FileSender does the copy when it has one (CONTRACT D5),
+// otherwise the bytes pass through the write buffer. Declare the length with SetContentLength first.
+func (c *Connection) SendFile(f *os.File, offset, n int64) error {
+	if err := c.beginWrite(); err != nil {
+		return err
+	}
+	r := &c.resp
+	if c.noBody() {
+		if c.method == MethodHead {
+			r.written += n
+			return nil
+		}
+		return ErrBodyNotAllowed
+	}
+	if r.cl >= 0 && r.written+n > r.cl {
+		return ErrContentLength
+	}
+	if err := c.flush(false); err != nil {
+		return err
+	}
+	if r.framing == framingChunked {
+		// A chunked body cannot take raw file bytes: frame them through the buffer.
+		return c.copyFile(f, offset, n)
+	}
+	fs, ok := c.s.(FileSender)
+	if !ok {
+		return c.copyFile(f, offset, n)
+	}
+	for n > 0 {
+		d, err := c.ioDeadline()
+		if err != nil {
+			return c.refuse(err)
+		}
+		c.s.SetWriteDeadline(d)
+		k, err := fs.SendFile(int(f.Fd()), offset, n)
+		c.stats.Sent += k
+		r.written += k
+		offset += k
+		n -= k
+		if err != nil {
+			return c.refuse(c.timeoutError(err, d))
+		}
+		if k == 0 {
+			return c.refuse(io.ErrUnexpectedEOF) // the file shrank
+		}
+	}
+	return nil
+}
+
+// copyFile is SendFile's fallback: read into the write buffer, then write.
+func (c *Connection) copyFile(f *os.File, offset, n int64) error {
+	r := &c.resp
+	for n > 0 {
+		if r.n == r.bodyEnd {
+			if err := c.flush(false); err != nil {
+				return err
+			}
+		}
+		room := int64(r.bodyEnd - r.n)
+		if room > n {
+			room = n
+		}
+		k, err := f.ReadAt(r.wbuf[r.n:r.n+int(room)], offset)
+		r.n += k
+		r.written += int64(k)
+		offset += int64(k)
+		n -= int64(k)
+		if err != nil && n > 0 {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return c.refuse(err)
+		}
+	}
+	return nil
+}

@@ -49,7 +49,9 @@ func init() {
 	}
 }
 
-func itoa3(c int) string { return string([]byte{byte('0' + c/100), byte('0' + c/10%10), byte('0' + c%10)}) }
+func itoa3(c int) string {
+	return string([]byte{byte('0' + c/100), byte('0' + c/10%10), byte('0' + c%10)})
+}
 
 // workerCounters belong to one worker.
 type workerCounters struct {

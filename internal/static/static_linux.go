@@ -1,0 +1,359 @@
+package static
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/edged/edged/pkg/conn"
+	"golang.org/x/sys/unix"
+)
+
+// Root serves files below one directory. It is safe for concurrent use: it holds only the root's
+// descriptor, opened at New.
+type Root struct {
+	dir     string
+	fd      int
+	openat2 bool // the kernel has openat2(2); otherwise resolution is checked by hand
+}
+
+// New opens dir as the web root. It fails when dir is missing, unreadable or not a directory.
+func New(dir string) (*Root, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOTDIR) {
+			return nil, fmt.Errorf("%w: %s", ErrNotDirectory, dir)
+		}
+		return nil, fmt.Errorf("static: open web root %s: %w", dir, err)
+	}
+	r := &Root{dir: dir, fd: fd, openat2: true}
+	if _, err := unix.Openat2(fd, ".", &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH}); err != nil {
+		if errors.Is(err, unix.ENOSYS) {
+			r.openat2 = false
+		} else {
+			unix.Close(fd)
+			return nil, fmt.Errorf("static: read web root %s: %w", dir, err)
+		}
+	}
+	return r, nil
+}
+
+// Close releases the root's descriptor.
+func (r *Root) Close() error { return unix.Close(r.fd) }
+
+// Dir returns the root directory as configured.
+func (r *Root) Dir() string { return r.dir }
+
+// file is an open regular file and what the response needs of it.
+type file struct {
+	fd    int
+	size  int64
+	mtime time.Time
+	etag  [40]byte
+	etagN int
+}
+
+// Serve answers c from the web root (CONTRACT D5).
+func (r *Root) Serve(c *conn.Connection) error {
+	if m := c.Method(); m != conn.MethodGet && m != conn.MethodHead {
+		_ = c.SetHeader("Allow", "GET, HEAD")
+		return c.Reply(405, "text/plain; charset=utf-8", []byte("method not allowed\n"))
+	}
+	p, err := c.DecodedPath()
+	if err != nil {
+		return notFound(c)
+	}
+	rel, isDir, ok := relativePath(p)
+	if !ok {
+		return notFound(c)
+	}
+	var nameBuf [4096 + 16]byte
+	if len(rel)+len("index.html.gz") > len(nameBuf) {
+		return notFound(c)
+	}
+	name := append(nameBuf[:0], rel...)
+	if isDir {
+		name = append(name, "index.html"...)
+	}
+	var f file
+	switch err := r.open(name, &f); {
+	case errors.Is(err, errIsDir):
+		// A directory asked for without its slash: redirect, as nginx and net/http do.
+		loc := append(append([]byte(nil), c.Path()...), '/')
+		if q := c.Query(); q != nil {
+			loc = append(append(loc, '?'), q...)
+		}
+		_ = c.SetHeaderBytes("Location", loc)
+		return c.Reply(301, "text/plain; charset=utf-8", []byte("moved\n"))
+	case err != nil:
+		return notFound(c)
+	}
+	defer unix.Close(f.fd)
+	ctype := contentType(name)
+
+	// A precompressed sibling, when the client takes gzip.
+	var gz file
+	hasGz := r.open(append(name, ".gz"...), &gz) == nil
+	if hasGz {
+		defer unix.Close(gz.fd)
+		_ = c.SetHeader("Vary", "Accept-Encoding")
+		if acceptsGzip(c) {
+			f = gz
+			_ = c.SetHeader("Content-Encoding", "gzip")
+		}
+	}
+	return serveFile(c, &f, ctype)
+}
+
+var errIsDir = errors.New("static: is a directory")
+
+// open opens the regular file rel (relative to the root, no leading slash) into f.
+func (r *Root) open(rel []byte, f *file) error {
+	path := string(rel)
+	if path == "" {
+		path = "."
+	}
+	var fd int
+	var err error
+	for {
+		if r.openat2 {
+			fd, err = unix.Openat2(r.fd, path, &unix.OpenHow{
+				Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK,
+				Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+			})
+		} else {
+			fd, err = r.openChecked(path)
+		}
+		if err != unix.EINTR && err != unix.EAGAIN {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFDIR:
+		unix.Close(fd)
+		return errIsDir
+	default:
+		unix.Close(fd)
+		return unix.ENOENT // devices, fifos, sockets are never served
+	}
+	f.fd, f.size = fd, st.Size
+	f.mtime = time.Unix(st.Mtim.Unix())
+	e := append(f.etag[:0], '"')
+	e = strconv.AppendInt(e, st.Size, 16)
+	e = append(e, '-')
+	e = strconv.AppendInt(e, f.mtime.UnixNano(), 16)
+	e = append(e, '"')
+	f.etagN = len(e)
+	return nil
+}
+
+// openChecked is the resolution of kernels without openat2(2): open, then check with /proc that the
+// file's real path is below the root's real path.
+func (r *Root) openChecked(path string) (int, error) {
+	fd, err := unix.Openat(r.fd, path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return -1, err
+	}
+	var buf, rootBuf [4096]byte
+	n, err1 := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), buf[:])
+	m, err2 := unix.Readlink("/proc/self/fd/"+strconv.Itoa(r.fd), rootBuf[:])
+	if err1 != nil || err2 != nil {
+		unix.Close(fd)
+		return -1, unix.EACCES
+	}
+	real, root := buf[:n], rootBuf[:m]
+	if !bytes.Equal(real, root) && !(bytes.HasPrefix(real, root) && (bytes.HasSuffix(root, []byte("/")) || real[len(root)] == '/')) {
+		unix.Close(fd)
+		return -1, unix.EXDEV
+	}
+	return fd, nil
+}
+
+// relativePath turns a decoded request path into a path relative to the root. It refuses "." and ".."
+// segments and backslashes; isDir reports a trailing slash.
+func relativePath(p []byte) (rel []byte, isDir bool, ok bool) {
+	if len(p) == 0 || p[0] != '/' || bytes.IndexByte(p, '\\') >= 0 || bytes.IndexByte(p, 0) >= 0 {
+		return nil, false, false
+	}
+	rel = p[1:]
+	isDir = len(rel) == 0 || rel[len(rel)-1] == '/'
+	for seg := rel; len(seg) > 0; {
+		i := bytes.IndexByte(seg, '/')
+		s := seg
+		if i >= 0 {
+			s, seg = seg[:i], seg[i+1:]
+		} else {
+			seg = nil
+		}
+		if len(s) == 0 && i >= 0 {
+			return nil, false, false // "//": refused rather than normalised
+		}
+		if string(s) == "." || string(s) == ".." {
+			return nil, false, false
+		}
+	}
+	return rel, isDir, true
+}
+
+func notFound(c *conn.Connection) error {
+	return c.Reply(404, "text/plain; charset=utf-8", []byte("not found\n"))
+}
+
+// acceptsGzip reports whether Accept-Encoding lists gzip (or *) without q=0.
+func acceptsGzip(c *conn.Connection) bool {
+	for i := 0; i < c.NumHeaders(); i++ {
+		name, v := c.HeaderAt(i)
+		if !bytes.EqualFold(name, []byte("Accept-Encoding")) {
+			continue
+		}
+		for len(v) > 0 {
+			var item []byte
+			if j := bytes.IndexByte(v, ','); j >= 0 {
+				item, v = v[:j], v[j+1:]
+			} else {
+				item, v = v, nil
+			}
+			coding, params, _ := bytes.Cut(bytes.TrimSpace(item), []byte(";"))
+			coding = bytes.TrimSpace(coding)
+			if !bytes.EqualFold(coding, []byte("gzip")) && !bytes.Equal(coding, []byte("*")) {
+				continue
+			}
+			q := bytes.ReplaceAll(bytes.TrimSpace(params), []byte(" "), nil)
+			if bytes.HasPrefix(q, []byte("q=0")) && !bytes.ContainsAny(q[3:], "123456789") {
+				continue
+			}
+			return true
+		}
+	}
+	return false
+}
+
+const httpTime = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+// serveFile answers with f: 304, 416, 206 or 200 (CONTRACT D5).
+func serveFile(c *conn.Connection, f *file, ctype string) error {
+	etag := f.etag[:f.etagN]
+	var lm [29]byte
+	lastMod := f.mtime.UTC().AppendFormat(lm[:0], httpTime)
+	_ = c.SetHeaderBytes("ETag", etag)
+	_ = c.SetHeaderBytes("Last-Modified", lastMod)
+	if notModified(c, etag, f.mtime) {
+		return c.WriteHeader(304)
+	}
+	_ = c.SetHeader("Accept-Ranges", "bytes")
+	_ = c.SetHeader("Content-Type", ctype)
+	start, length, status := int64(0), f.size, 200
+	if rng := c.Header("Range"); rng != nil && ifRangeHolds(c, etag, lastMod) {
+		s, n, ok, satisfiable := parseRange(rng, f.size)
+		switch {
+		case ok && !satisfiable:
+			var cr [40]byte
+			v := strconv.AppendInt(append(cr[:0], "bytes */"...), f.size, 10)
+			_ = c.SetHeaderBytes("Content-Range", v)
+			return c.Reply(416, "text/plain; charset=utf-8", []byte("range not satisfiable\n"))
+		case ok:
+			start, length, status = s, n, 206
+			var cr [72]byte
+			v := append(cr[:0], "bytes "...)
+			v = strconv.AppendInt(v, s, 10)
+			v = append(v, '-')
+			v = strconv.AppendInt(v, s+n-1, 10)
+			v = append(v, '/')
+			v = strconv.AppendInt(v, f.size, 10)
+			_ = c.SetHeaderBytes("Content-Range", v)
+		}
+	}
+	c.SetContentLength(length)
+	if err := c.WriteHeader(status); err != nil {
+		return err
+	}
+	return c.SendFile(f.fd, start, length)
+}
+
+// notModified applies If-None-Match, else If-Modified-Since (RFC 9110 13.2.2).
+func notModified(c *conn.Connection, etag []byte, mtime time.Time) bool {
+	if inm := c.Header("If-None-Match"); inm != nil {
+		for _, t := range bytes.Split(inm, []byte(",")) {
+			t = bytes.TrimSpace(t)
+			t = bytes.TrimPrefix(t, []byte("W/"))
+			if bytes.Equal(t, []byte("*")) || bytes.Equal(t, etag) {
+				return true
+			}
+		}
+		return false
+	}
+	if ims := c.Header("If-Modified-Since"); ims != nil {
+		t, err := time.Parse(httpTime, string(ims))
+		return err == nil && !mtime.Truncate(time.Second).After(t)
+	}
+	return false
+}
+
+// ifRangeHolds reports whether a Range may be applied given If-Range (RFC 9110 13.1.5).
+func ifRangeHolds(c *conn.Connection, etag, lastMod []byte) bool {
+	ir := c.Header("If-Range")
+	return ir == nil || bytes.Equal(ir, etag) || bytes.Equal(ir, lastMod)
+}
+
+// parseRange parses a single byte range against size. ok is false when the header is not one
+// well-formed byte range (it is then ignored and the whole file served); satisfiable is false when the
+// range lies outside the file.
+func parseRange(h []byte, size int64) (start, n int64, ok, satisfiable bool) {
+	spec, found := bytes.CutPrefix(bytes.TrimSpace(h), []byte("bytes="))
+	if !found || bytes.IndexByte(spec, ',') >= 0 {
+		return 0, 0, false, false
+	}
+	first, last, found := bytes.Cut(bytes.TrimSpace(spec), []byte("-"))
+	if !found {
+		return 0, 0, false, false
+	}
+	num := func(b []byte) (int64, bool) {
+		if len(b) == 0 || len(b) > 18 {
+			return 0, false
+		}
+		v, err := strconv.ParseInt(string(b), 10, 64)
+		return v, err == nil && v >= 0
+	}
+	if len(first) == 0 { // suffix: the last N bytes
+		k, good := num(last)
+		if !good {
+			return 0, 0, false, false
+		}
+		if k == 0 || size == 0 {
+			return 0, 0, true, false
+		}
+		if k > size {
+			k = size
+		}
+		return size - k, k, true, true
+	}
+	s, good := num(first)
+	if !good {
+		return 0, 0, false, false
+	}
+	e := size - 1
+	if len(last) > 0 {
+		v, good := num(last)
+		if !good || v < s {
+			return 0, 0, false, false
+		}
+		if v < e {
+			e = v
+		}
+	}
+	if s >= size {
+		return 0, 0, true, false
+	}
+	return s, e - s + 1, true, true
+}

@@ -1,0 +1,246 @@
+//go:build linux
+
+package static
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/edged/edged/pkg/conn"
+	"github.com/edged/edged/pkg/conn/conntest"
+)
+
+// webroot builds a web root with an outside directory next to it, for escape attempts.
+func webroot(t *testing.T) (root string, big []byte) {
+	t.Helper()
+	base := t.TempDir()
+	root = filepath.Join(base, "www")
+	outside := filepath.Join(base, "secret")
+	for _, d := range []string{root, filepath.Join(root, "sub"), filepath.Join(root, "noindex"), outside} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p string, b []byte) {
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(root, "index.html"), []byte("<h1>home</h1>"))
+	write(filepath.Join(root, "sub", "index.html"), []byte("<h1>sub</h1>"))
+	write(filepath.Join(root, "app.js"), []byte("console.log(1)"))
+	write(filepath.Join(root, "data.json"), []byte(`{"a":1}`))
+	write(filepath.Join(root, "ten.txt"), []byte("0123456789"))
+	write(filepath.Join(outside, "key.txt"), []byte("SECRET"))
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	zw.Write([]byte(strings.Repeat("body { color: red }\n", 50)))
+	zw.Close()
+	write(filepath.Join(root, "style.css"), []byte(strings.Repeat("body { color: red }\n", 50)))
+	write(filepath.Join(root, "style.css.gz"), gz.Bytes())
+	big = make([]byte, 3<<20+17)
+	for i := range big {
+		big[i] = byte(i*7 + i>>11)
+	}
+	write(filepath.Join(root, "big.bin"), big)
+	// Symlinks: one inside the root (allowed), two leaving it (refused).
+	os.Symlink("ten.txt", filepath.Join(root, "link-inside.txt"))
+	os.Symlink(filepath.Join(outside, "key.txt"), filepath.Join(root, "link-abs.txt"))
+	os.Symlink("../secret", filepath.Join(root, "link-dir"))
+	return root, big
+}
+
+func serve(t *testing.T, r *Root, raw string, methods ...string) ([]*http.Response, [][]byte) {
+	t.Helper()
+	h := conn.HandlerFunc(func(_ int, c *conn.Connection) error { return r.Serve(c) })
+	out := conntest.Do(conn.Config{}, h, raw)
+	resps, bodies, err := conntest.Responses(out, methods...)
+	if err != nil {
+		t.Fatalf("parse responses: %v\n%q", err, out)
+	}
+	return resps, bodies
+}
+
+func get(t *testing.T, r *Root, path string, headers ...string) (*http.Response, []byte) {
+	t.Helper()
+	raw := "GET " + path + " HTTP/1.1\r\nHost: x\r\n" + strings.Join(headers, "") + "\r\n"
+	resps, bodies := serve(t, r, raw)
+	return resps[0], bodies[0]
+}
+
+func newRoot(t *testing.T) (*Root, []byte) {
+	dir, big := webroot(t)
+	r, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, big
+}
+
+func TestD5_FilesTypesAndIndex(t *testing.T) {
+	r, _ := newRoot(t)
+	cases := []struct{ path, ctype, body string }{
+		{"/", "text/html; charset=utf-8", "<h1>home</h1>"},
+		{"/index.html", "text/html; charset=utf-8", "<h1>home</h1>"},
+		{"/sub/", "text/html; charset=utf-8", "<h1>sub</h1>"},
+		{"/app.js", "text/javascript; charset=utf-8", "console.log(1)"},
+		{"/data.json", "application/json", `{"a":1}`},
+		{"/link-inside.txt", "text/plain; charset=utf-8", "0123456789"},
+	}
+	for _, tc := range cases {
+		resp, body := get(t, r, tc.path)
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != tc.ctype || string(body) != tc.body {
+			t.Errorf("%s: %d %q %q", tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+		if resp.Header.Get("ETag") == "" || resp.Header.Get("Last-Modified") == "" {
+			t.Errorf("%s: no ETag or Last-Modified", tc.path)
+		}
+	}
+	if resp, _ := get(t, r, "/sub"); resp.StatusCode != 301 || resp.Header.Get("Location") != "/sub/" {
+		t.Errorf("/sub without slash: %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	for _, p := range []string{"/noindex/", "/missing", "/sub/missing.html"} {
+		if resp, _ := get(t, r, p); resp.StatusCode != 404 {
+			t.Errorf("%s: %d, want 404 (no listings)", p, resp.StatusCode)
+		}
+	}
+}
+
+func TestD5_TraversalRefused(t *testing.T) {
+	r, _ := newRoot(t)
+	for _, p := range []string{
+		"/../secret/key.txt", "/%2e%2e/secret/key.txt", "/%2E%2E/secret/key.txt", "/sub/../../secret/key.txt",
+		"/sub/%2e%2e/%2e%2e/secret/key.txt", "/..%2fsecret/key.txt", "/%252e%252e/secret/key.txt",
+		"/..\\secret\\key.txt", "/..%5csecret%5ckey.txt", "/link-abs.txt", "/link-dir/key.txt",
+		"/ten.txt%00.html", "/./ten.txt", "//etc/passwd",
+	} {
+		resp, body := get(t, r, p)
+		if resp.StatusCode != 404 && resp.StatusCode != 400 {
+			t.Errorf("%s: %d, want 404", p, resp.StatusCode)
+		}
+		if bytes.Contains(body, []byte("SECRET")) {
+			t.Errorf("%s: leaked the file outside the root", p)
+		}
+	}
+}
+
+func TestD5_Conditional(t *testing.T) {
+	r, _ := newRoot(t)
+	resp, _ := get(t, r, "/ten.txt")
+	etag, lm := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	if resp, body := get(t, r, "/ten.txt", "If-None-Match: "+etag+"\r\n"); resp.StatusCode != 304 || len(body) != 0 {
+		t.Errorf("If-None-Match: %d, body %q", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, r, "/ten.txt", `If-None-Match: "other", `+etag+"\r\n"); resp.StatusCode != 304 {
+		t.Errorf("If-None-Match list: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, r, "/ten.txt", "If-None-Match: \"nope\"\r\n"); resp.StatusCode != 200 {
+		t.Errorf("stale If-None-Match: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, r, "/ten.txt", "If-Modified-Since: "+lm+"\r\n"); resp.StatusCode != 304 {
+		t.Errorf("If-Modified-Since: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, r, "/ten.txt", "If-Modified-Since: Mon, 01 Jan 2001 00:00:00 GMT\r\n"); resp.StatusCode != 200 {
+		t.Errorf("old If-Modified-Since: %d", resp.StatusCode)
+	}
+}
+
+func TestD5_Ranges(t *testing.T) {
+	r, _ := newRoot(t)
+	cases := []struct {
+		rng    string
+		status int
+		body   string
+		cr     string
+	}{
+		{"bytes=0-3", 206, "0123", "bytes 0-3/10"},
+		{"bytes=7-", 206, "789", "bytes 7-9/10"},
+		{"bytes=-2", 206, "89", "bytes 8-9/10"},
+		{"bytes=5-100", 206, "56789", "bytes 5-9/10"},
+		{"bytes=10-", 416, "", "bytes */10"},
+		{"bytes=0-1,4-5", 200, "0123456789", ""},
+		{"bytes=3-1", 200, "0123456789", ""},
+		{"lines=1-2", 200, "0123456789", ""},
+	}
+	for _, tc := range cases {
+		resp, body := get(t, r, "/ten.txt", "Range: "+tc.rng+"\r\n")
+		if resp.StatusCode != tc.status || resp.Header.Get("Content-Range") != tc.cr || (tc.status != 416 && string(body) != tc.body) {
+			t.Errorf("%s: %d %q %q", tc.rng, resp.StatusCode, resp.Header.Get("Content-Range"), body)
+		}
+	}
+	resp, _ := get(t, r, "/ten.txt")
+	if resp, body := get(t, r, "/ten.txt", "Range: bytes=0-0\r\nIf-Range: \"stale\"\r\n"); resp.StatusCode != 200 || len(body) != 10 {
+		t.Errorf("If-Range stale: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, r, "/ten.txt", "Range: bytes=0-0\r\nIf-Range: "+resp.Header.Get("ETag")+"\r\n"); resp.StatusCode != 206 {
+		t.Errorf("If-Range current: %d", resp.StatusCode)
+	}
+}
+
+func TestD5_GzipSibling(t *testing.T) {
+	r, _ := newRoot(t)
+	resp, body := get(t, r, "/style.css", "Accept-Encoding: br, gzip\r\n")
+	if resp.Header.Get("Content-Encoding") != "gzip" || resp.Header.Get("Vary") != "Accept-Encoding" ||
+		resp.Header.Get("Content-Type") != "text/css; charset=utf-8" {
+		t.Fatalf("gzip variant headers: %v", resp.Header)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain bytes.Buffer
+	plain.ReadFrom(zr)
+	if plain.String() != strings.Repeat("body { color: red }\n", 50) {
+		t.Fatal("gzip variant does not decode to the file")
+	}
+	for _, ae := range []string{"", "Accept-Encoding: identity\r\n", "Accept-Encoding: gzip;q=0\r\n"} {
+		resp, body := get(t, r, "/style.css", ae)
+		if resp.Header.Get("Content-Encoding") != "" || len(body) != 1000 || resp.Header.Get("Vary") != "Accept-Encoding" {
+			t.Errorf("%q: encoding %q, %d bytes", ae, resp.Header.Get("Content-Encoding"), len(body))
+		}
+	}
+}
+
+func TestD5_HeadAndMethods(t *testing.T) {
+	r, _ := newRoot(t)
+	resps, bodies := serve(t, r, "HEAD /ten.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /ten.txt HTTP/1.1\r\nHost: x\r\n\r\n", "HEAD", "GET")
+	if resps[0].StatusCode != 200 || resps[0].ContentLength != 10 || len(bodies[0]) != 0 {
+		t.Errorf("HEAD: %d CL %d body %q", resps[0].StatusCode, resps[0].ContentLength, bodies[0])
+	}
+	if string(bodies[1]) != "0123456789" {
+		t.Errorf("GET after HEAD on the same connection: %q", bodies[1])
+	}
+	for _, m := range []string{"POST", "PUT", "DELETE"} {
+		resps, _ := serve(t, r, m+" /ten.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+		if resps[0].StatusCode != 405 || resps[0].Header.Get("Allow") != "GET, HEAD" {
+			t.Errorf("%s: %d Allow %q", m, resps[0].StatusCode, resps[0].Header.Get("Allow"))
+		}
+	}
+}
+
+func TestD5_LargeFileIntact(t *testing.T) {
+	r, big := newRoot(t)
+	resp, body := get(t, r, "/big.bin")
+	if resp.StatusCode != 200 || sha256.Sum256(body) != sha256.Sum256(big) {
+		t.Fatalf("big file: %d, %d bytes, checksum differs", resp.StatusCode, len(body))
+	}
+}
+
+func TestD2_BadWebroot(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "file")
+	os.WriteFile(f, nil, 0o644)
+	if _, err := New(f); err == nil {
+		t.Error("a file as web root was accepted")
+	}
+	if _, err := New(filepath.Join(dir, "missing")); err == nil {
+		t.Error("a missing web root was accepted")
+	}
+}

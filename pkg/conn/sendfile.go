@@ -1,8 +1,10 @@
+//go:build unix
+
 package conn
 
 import (
 	"io"
-	"os"
+	"syscall"
 )
 
 // FileSender is implemented by streams that can send a file's bytes straight from the page cache
@@ -12,10 +14,11 @@ type FileSender interface {
 	SendFile(fd int, offset, n int64) (int64, error)
 }
 
-// SendFile writes n bytes of f from offset as (the rest of) the response body. The head and anything
-// buffered go out first; then the stream's FileSender does the copy when it has one (CONTRACT D5),
-// otherwise the bytes pass through the write buffer. Declare the length with SetContentLength first.
-func (c *Connection) SendFile(f *os.File, offset, n int64) error {
+// SendFile writes n bytes of the open file descriptor fd from offset as (the rest of) the response
+// body. The head and anything buffered go out first; then the stream's FileSender does the copy when it
+// has one (CONTRACT D5), otherwise the bytes pass through the write buffer (pread). Declare the length
+// with SetContentLength first. The caller keeps ownership of fd.
+func (c *Connection) SendFile(fd int, offset, n int64) error {
 	if err := c.beginWrite(); err != nil {
 		return err
 	}
@@ -35,11 +38,11 @@ func (c *Connection) SendFile(f *os.File, offset, n int64) error {
 	}
 	if r.framing == framingChunked {
 		// A chunked body cannot take raw file bytes: frame them through the buffer.
-		return c.copyFile(f, offset, n)
+		return c.copyFile(fd, offset, n)
 	}
 	fs, ok := c.s.(FileSender)
 	if !ok {
-		return c.copyFile(f, offset, n)
+		return c.copyFile(fd, offset, n)
 	}
 	for n > 0 {
 		d, err := c.ioDeadline()
@@ -47,7 +50,7 @@ func (c *Connection) SendFile(f *os.File, offset, n int64) error {
 			return c.refuse(err)
 		}
 		c.s.SetWriteDeadline(d)
-		k, err := fs.SendFile(int(f.Fd()), offset, n)
+		k, err := fs.SendFile(fd, offset, n)
 		c.stats.Sent += k
 		r.written += k
 		offset += k
@@ -63,7 +66,7 @@ func (c *Connection) SendFile(f *os.File, offset, n int64) error {
 }
 
 // copyFile is SendFile's fallback: read into the write buffer, then write.
-func (c *Connection) copyFile(f *os.File, offset, n int64) error {
+func (c *Connection) copyFile(fd int, offset, n int64) error {
 	r := &c.resp
 	for n > 0 {
 		if r.n == r.bodyEnd {
@@ -75,17 +78,20 @@ func (c *Connection) copyFile(f *os.File, offset, n int64) error {
 		if room > n {
 			room = n
 		}
-		k, err := f.ReadAt(r.wbuf[r.n:r.n+int(room)], offset)
+		k, err := syscall.Pread(fd, r.wbuf[r.n:r.n+int(room)], offset)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return c.refuse(err)
+		}
+		if k <= 0 {
+			return c.refuse(io.ErrUnexpectedEOF) // the file shrank
+		}
 		r.n += k
 		r.written += int64(k)
 		offset += int64(k)
 		n -= int64(k)
-		if err != nil && n > 0 {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return c.refuse(err)
-		}
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ type Connection struct {
 	r, w         int
 	headEnd      int
 	headDeadline time.Time
+	hs           headState
 	hdrs         []header
 	nhdr         int
 	scratch      []byte // DecodedPath and draining

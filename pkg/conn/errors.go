@@ -43,7 +43,8 @@ var (
 	ErrHeaderSpace = errors.New("conn: response headers larger than the header arena")
 	// ErrBadStatus is returned for a status code outside 100-599 (CONTRACT H13).
 	ErrBadStatus = errors.New("conn: status code outside 100-599")
-	// ErrBodyNotAllowed is returned by Write for a response that carries no body (HEAD, 1xx, 204, 304).
+	// ErrBodyNotAllowed is returned by Write for a response that carries no body (1xx, 204, 304). The
+	// body of a HEAD response is counted (for its Content-Length) and dropped without an error.
 	ErrBodyNotAllowed = errors.New("conn: response to this request carries no body")
 	// ErrContentLength is returned by Write when the body would exceed the declared Content-Length.
 	ErrContentLength = errors.New("conn: body longer than the declared Content-Length")

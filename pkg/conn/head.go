@@ -17,17 +17,38 @@ type header struct {
 // slashPath is the path of an absolute-form target without one (RFC 9112 3.2.2).
 var slashPath = []byte("/")
 
-// readHead reads bytes until a whole request head is buffered and parses it (CONTRACT H1, H2, H5).
-// Bytes after the head stay in the buffer as body or as the next pipelined request.
+// headState is the progress of the head being read; each line is checked as soon as its CRLF arrives,
+// so that garbage (a TLS hello, a broken request line) is answered at once (CONTRACT H18).
+type headState struct {
+	lineStart   int  // start of the line being received
+	lines       int  // complete lines so far; 0 while the request line is pending
+	methodDone  bool // the SP after the method was seen
+	hosts       int
+	clSeen      bool
+	cl          int64
+	teSeen      bool
+	teChunked   bool
+	teOther     bool
+	teBad       bool
+	expectOther bool
+	connClose   bool
+	connKeep    bool
+}
+
+// readHead reads bytes until a whole request head is buffered, checking each line as it completes
+// (CONTRACT H1, H2, H5, H18). Bytes after the head stay in the buffer as body or as the next pipelined
+// request.
 func (c *Connection) readHead() error {
 	// Move leftover bytes of the previous exchange to the front; the new head starts at 0.
 	if c.r > 0 {
 		c.w = copy(c.rbuf, c.rbuf[c.r:c.w])
 		c.r = 0
 	}
+	c.hs = headState{}
+	hs := &c.hs
 	limit := c.cfg.BufferSize
-	scanned := 0 // bytes of rbuf[:c.w] already checked for line endings
-	skipped := 0 // empty lines skipped before the request line
+	scanned := 0 // bytes of rbuf[:c.w] already checked
+	skipped := 0 // bytes of empty lines skipped before the request line
 	for {
 		if scanned == 0 {
 			// RFC 9112 2.2: ignore empty lines before the request line, within the buffer's size.
@@ -42,32 +63,51 @@ func (c *Connection) readHead() error {
 				c.w = copy(c.rbuf, c.rbuf[s:c.w])
 			}
 		}
-		// Every LF must follow a CR and every CR must precede a LF (CONTRACT H5); the head ends at
-		// the first CRLFCRLF.
 		for scanned < c.w {
-			switch c.rbuf[scanned] {
-			case '\r':
+			b := c.rbuf[scanned]
+			switch {
+			case b == '\r':
+				// Every CR must precede a LF (CONTRACT H5): decide once the next byte is here.
 				if scanned+1 == c.w {
-					goto more // decide once the next byte is here
+					goto more
 				}
 				if c.rbuf[scanned+1] != '\n' {
 					return wrapProto(ErrBadRequest, "bare CR")
 				}
-			case '\n':
+			case b == '\n':
 				if scanned == 0 || c.rbuf[scanned-1] != '\r' {
 					return wrapProto(ErrBadRequest, "bare LF")
 				}
-				if scanned >= 3 && c.rbuf[scanned-2] == '\n' {
-					end := scanned + 1
-					c.r, c.headEnd = end, end
-					return c.parseHead(c.rbuf[:end])
+				line := c.rbuf[hs.lineStart : scanned-1]
+				hs.lineStart = scanned + 1
+				var err error
+				switch {
+				case hs.lines == 0:
+					err = c.parseRequestLine(line)
+				case len(line) == 0:
+					c.r, c.headEnd = scanned+1, scanned+1
+					return c.finishHead()
+				default:
+					err = c.parseHeaderLine(line)
+				}
+				if err != nil {
+					return err
+				}
+				hs.lines++
+			case hs.lines == 0 && !hs.methodDone:
+				// The method is a token: anything else (a TLS hello, binary noise) is refused at its
+				// first byte rather than after a whole head or a timeout.
+				if b == ' ' && scanned > 0 {
+					hs.methodDone = true
+				} else if !tokenTable[b] {
+					return wrapProto(ErrBadRequest, "malformed method")
 				}
 			}
 			scanned++
 		}
 	more:
 		if c.w >= limit {
-			if bytes.IndexByte(c.rbuf[:c.w], '\n') < 0 {
+			if hs.lines == 0 {
 				return ErrURITooLong
 			}
 			return ErrHeadTooLarge
@@ -117,144 +157,124 @@ func (c *Connection) fillHead(limit int, started bool) error {
 	return err
 }
 
-// parseHead parses a complete head ending in CRLFCRLF (CONTRACT H3-H8).
-func (c *Connection) parseHead(h []byte) error {
-	eol := bytes.IndexByte(h, '\r')
-	if err := c.parseRequestLine(h[:eol]); err != nil {
-		return err
+// parseHeaderLine checks one header line and records what the framing needs (CONTRACT H5-H8).
+func (c *Connection) parseHeaderLine(line []byte) error {
+	hs := &c.hs
+	if line[0] == ' ' || line[0] == '\t' {
+		return wrapProto(ErrBadRequest, "obsolete line folding")
 	}
-	rest := h[eol+2:]
-	var (
-		hosts               int
-		clSeen, teSeen      bool
-		cl                  int64
-		teChunked, teOther  bool
-		teBad               bool
-		expectOther         bool
-		connClose, connKeep bool
-	)
-	c.nhdr = 0
-	for {
-		eol = bytes.IndexByte(rest, '\r')
-		if eol == 0 {
-			break // the blank line
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 || !isToken(line[:colon]) {
+		return wrapProto(ErrBadRequest, "malformed header name")
+	}
+	name, value := line[:colon], trimOWS(line[colon+1:])
+	for _, b := range value {
+		if !valueTable[b] {
+			return wrapProto(ErrBadRequest, "control byte in header value")
 		}
-		line := rest[:eol]
-		rest = rest[eol+2:]
-		if line[0] == ' ' || line[0] == '\t' {
-			return wrapProto(ErrBadRequest, "obsolete line folding")
+	}
+	if c.nhdr == len(c.hdrs) {
+		return ErrTooManyHeaders
+	}
+	c.hdrs[c.nhdr] = header{name, value}
+	c.nhdr++
+	switch len(name) {
+	case 4:
+		if equalFold(name, "host") {
+			hs.hosts++
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) {
-			return wrapProto(ErrBadRequest, "malformed header name")
-		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		for _, b := range value {
-			if !valueTable[b] {
-				return wrapProto(ErrBadRequest, "control byte in header value")
+	case 6:
+		if equalFold(name, "expect") {
+			if equalFold(value, "100-continue") {
+				c.expect100 = true
+			} else {
+				hs.expectOther = true
 			}
 		}
-		if c.nhdr == len(c.hdrs) {
-			return ErrTooManyHeaders
-		}
-		c.hdrs[c.nhdr] = header{name, value}
-		c.nhdr++
-		switch len(name) {
-		case 4:
-			if equalFold(name, "host") {
-				hosts++
-			}
-		case 6:
-			if equalFold(name, "expect") {
-				if equalFold(value, "100-continue") {
-					c.expect100 = true
-				} else {
-					expectOther = true
+	case 10:
+		if equalFold(name, "connection") {
+			for list := value; list != nil; {
+				var tok []byte
+				tok, list = nextToken(list)
+				switch {
+				case equalFold(tok, "close"):
+					hs.connClose = true
+				case equalFold(tok, "keep-alive"):
+					hs.connKeep = true
+				case equalFold(tok, "upgrade"):
+					c.connUpgrade = true
 				}
 			}
-		case 10:
-			if equalFold(name, "connection") {
-				for list := value; list != nil; {
-					var tok []byte
-					tok, list = nextToken(list)
-					switch {
-					case equalFold(tok, "close"):
-						connClose = true
-					case equalFold(tok, "keep-alive"):
-						connKeep = true
-					case equalFold(tok, "upgrade"):
-						c.connUpgrade = true
-					}
+		}
+	case 14:
+		if equalFold(name, "content-length") {
+			for list := value; list != nil; {
+				var tok []byte
+				tok, list = nextToken(list)
+				n, ok := parseContentLength(tok)
+				if !ok || (hs.clSeen && n != hs.cl) {
+					return wrapProto(ErrBadRequest, "invalid Content-Length")
 				}
+				hs.clSeen, hs.cl = true, n
 			}
-		case 14:
-			if equalFold(name, "content-length") {
-				for list := value; list != nil; {
-					var tok []byte
-					tok, list = nextToken(list)
-					n, ok := parseContentLength(tok)
-					if !ok || (clSeen && n != cl) {
-						return wrapProto(ErrBadRequest, "invalid Content-Length")
+		}
+	case 17:
+		if equalFold(name, "transfer-encoding") {
+			hs.teSeen = true
+			for list := value; list != nil; {
+				var tok []byte
+				tok, list = nextToken(list)
+				switch {
+				case len(tok) == 0:
+				case equalFold(tok, "chunked"):
+					if hs.teChunked {
+						hs.teBad = true // chunked twice (RFC 9112 7: at most once)
 					}
-					clSeen, cl = true, n
-				}
-			}
-		case 17:
-			if equalFold(name, "transfer-encoding") {
-				teSeen = true
-				for list := value; list != nil; {
-					var tok []byte
-					tok, list = nextToken(list)
-					switch {
-					case len(tok) == 0:
-					case equalFold(tok, "chunked"):
-						if teChunked {
-							teBad = true // chunked twice (RFC 9112 7: at most once)
-						}
-						teChunked = true
-					default:
-						if teChunked {
-							teBad = true // a coding after chunked (RFC 9112 6.3)
-						}
-						teOther = true
-					}
+					hs.teChunked = true
+				default:
+					hs.teOther = true // CONTRACT H8: any coding but chunked is 501, also after chunked
 				}
 			}
 		}
 	}
+	return nil
+}
 
+// finishHead applies the rules that need the whole head (CONTRACT H6, H7, H8, H10, H11).
+func (c *Connection) finishHead() error {
+	hs := &c.hs
 	// CONTRACT H6: exactly one Host in HTTP/1.1, at most one in HTTP/1.0.
-	if (c.minor == 1 && hosts != 1) || hosts > 1 {
+	if (c.minor == 1 && hs.hosts != 1) || hs.hosts > 1 {
 		return wrapProto(ErrBadRequest, "missing or repeated Host")
 	}
 	// CONTRACT H8, RFC 9112 6.1 and 6.3.
 	switch {
-	case teSeen && c.minor == 0:
+	case hs.teSeen && c.minor == 0:
 		return wrapProto(ErrBadRequest, "Transfer-Encoding in an HTTP/1.0 request")
-	case teSeen && clSeen:
+	case hs.teSeen && hs.clSeen:
 		return wrapProto(ErrBadRequest, "both Transfer-Encoding and Content-Length")
-	case teBad:
-		return wrapProto(ErrBadRequest, "chunked is not the final transfer coding")
-	case teOther:
+	case hs.teBad:
+		return wrapProto(ErrBadRequest, "chunked more than once")
+	case hs.teOther:
 		return ErrNotImplemented
-	case teSeen && !teChunked:
+	case hs.teSeen && !hs.teChunked:
 		return wrapProto(ErrBadRequest, "empty Transfer-Encoding")
-	case teChunked:
+	case hs.teChunked:
 		c.bodyKind = bodyChunked
-	case clSeen && cl > 0:
+	case hs.clSeen && hs.cl > 0:
 		c.bodyKind = bodyLength
-		c.reqCL, c.bodyRemain = cl, cl
+		c.reqCL, c.bodyRemain = hs.cl, hs.cl
 	}
 	if c.minor == 1 {
-		c.keepAlive = !connClose
+		c.keepAlive = !hs.connClose
 	} else {
-		c.keepAlive = connKeep && !connClose
+		c.keepAlive = hs.connKeep && !hs.connClose
 		c.expect100 = false // RFC 9110 10.1.1: ignore 100-continue from HTTP/1.0 clients
 	}
-	if expectOther && c.minor == 1 {
+	if hs.expectOther && c.minor == 1 {
 		return ErrExpectation
 	}
-	if c.bodyKind == bodyLength && cl > c.cfg.MaxBody {
+	if c.bodyKind == bodyLength && hs.cl > c.cfg.MaxBody {
 		return ErrBodyTooLarge // CONTRACT H10: refused before any body byte is read
 	}
 	if c.bodyKind == bodyNone {

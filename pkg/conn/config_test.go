@@ -1,0 +1,112 @@
+package conn_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/edged/edged/pkg/conn"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	got := conn.New(conn.Config{}).Config()
+	want := conn.Config{
+		BufferSize: 2048, WriteBufferSize: 2048, MaxHeaders: 64, MaxBody: 1 << 20, MaxDrain: 64 << 10,
+		KeepAliveTimeout: 50 * time.Second, HeaderTimeout: 10 * time.Second, IOTimeout: 30 * time.Second,
+		HandlerTimeout: 60 * time.Second,
+	}
+	if got != want {
+		t.Errorf("defaults %+v, want %+v (CONTRACT D2, S6)", got, want)
+	}
+	if err := (conn.Config{}).Validate(); err != nil {
+		t.Errorf("zero Config: %v", err)
+	}
+	for _, bad := range []conn.Config{{BufferSize: 255}, {MaxHeaders: -1}, {MaxBody: -1}, {HeaderTimeout: -time.Second}} {
+		if err := bad.Validate(); err == nil {
+			t.Errorf("Validate(%+v) accepted it", bad)
+		}
+	}
+}
+
+// TestS9_SetClosing checks graceful shutdown: a response after SetClosing carries Connection: close.
+func TestS9_SetClosing(t *testing.T) {
+	t.Run("during the handler", func(t *testing.T) {
+		c := conn.New(conn.Config{})
+		s := newMemStream(get("/") + get("/never"))
+		c.Reset(s)
+		ka, err := c.Serve(0, conn.HandlerFunc(func(_ int, c *conn.Connection) error {
+			c.SetClosing()
+			if c.KeepAlive() {
+				t.Errorf("KeepAlive() true after SetClosing")
+			}
+			return c.Reply(200, "", []byte("bye"))
+		}))
+		rs, _, _ := parseResponses(s.out, "GET")
+		if ka || err != nil || len(rs) != 1 || !rs[0].closes() {
+			t.Errorf("Serve %v, %v; output %q", ka, err, s.out)
+		}
+	})
+	t.Run("between exchanges", func(t *testing.T) {
+		c := conn.New(conn.Config{})
+		s := newMemStream(get("/1") + get("/2") + get("/never"))
+		c.Reset(s)
+		h := conn.HandlerFunc(func(_ int, c *conn.Connection) error { return c.Reply(200, "", c.Path()) })
+		if ka, err := c.Serve(0, h); !ka || err != nil {
+			t.Fatalf("Serve: %v, %v", ka, err)
+		}
+		c.SetClosing()
+		ka, err := c.Serve(0, h)
+		rs, _, _ := parseResponses(s.out, "GET")
+		if ka || err != nil || len(rs) != 2 || rs[0].closes() || !rs[1].closes() {
+			t.Errorf("Serve %v, %v; output %q", ka, err, s.out)
+		}
+	})
+	t.Run("Reset clears it", func(t *testing.T) {
+		c := conn.New(conn.Config{})
+		c.Reset(newMemStream(""))
+		c.SetClosing()
+		s := newMemStream(get("/") + get("/2"))
+		c.Reset(s)
+		if ka, err := c.Serve(0, conn.HandlerFunc(func(int, *conn.Connection) error { return nil })); !ka || err != nil {
+			t.Errorf("after Reset: %v, %v; a new stream must not inherit closing", ka, err)
+		}
+	})
+}
+
+func TestLastExchange(t *testing.T) {
+	in := post("/p", "hello")
+	c := conn.New(conn.Config{})
+	s := newMemStream(in)
+	c.Reset(s)
+	t0 := time.Now()
+	if ka, err := c.Serve(0, conn.HandlerFunc(func(_ int, c *conn.Connection) error {
+		_, err := readBody(c, reqInfo{})
+		if err != nil {
+			return err
+		}
+		return c.Reply(201, "", []byte("made"))
+	})); !ka || err != nil {
+		t.Fatalf("Serve: %v, %v", ka, err)
+	}
+	st := c.LastExchange()
+	if st.Method != conn.MethodPost || st.Status != 201 || st.Received != int64(len(in)) || st.Sent != int64(len(s.out)) {
+		t.Errorf("stats %+v; want POST, 201, %d received, %d sent", st, len(in), len(s.out))
+	}
+	if st.Start.Before(t0) || st.Start.After(time.Now()) || st.Duration < 0 || st.Duration > time.Since(t0) {
+		t.Errorf("stats time: start %v, duration %v", st.Start.Sub(t0), st.Duration)
+	}
+
+	bad := "GET  / HTTP/1.1\r\nHost: x\r\n\r\n"
+	s = newMemStream(bad)
+	c.Reset(s)
+	c.Serve(0, conn.HandlerFunc(func(int, *conn.Connection) error { return nil }))
+	if st := c.LastExchange(); st.Status != 400 || st.Sent != int64(len(s.out)) || st.Received != int64(len(bad)) {
+		t.Errorf("stats of a refused request %+v, want status 400 and the bytes counted", st)
+	}
+
+	s = newMemStream("")
+	c.Reset(s)
+	c.Serve(0, conn.HandlerFunc(func(int, *conn.Connection) error { return nil }))
+	if st := c.LastExchange(); st.Status != 0 || st.Sent != 0 || st.Received != 0 {
+		t.Errorf("stats without a request %+v, want zeros", st)
+	}
+}

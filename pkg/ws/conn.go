@@ -336,6 +336,9 @@ func (c *Conn) WriteMessage(op Opcode, p []byte) error {
 	if c.closeSent {
 		return ErrClosed
 	}
+	if op == OpClose {
+		c.closeSent = true
+	}
 	return c.writeFrameLocked(op, p)
 }
 
@@ -354,6 +357,14 @@ func (c *Conn) WriteClose(code int, reason string) error {
 	c.closeSent = true
 	var p [maxControl]byte
 	binary.BigEndian.PutUint16(p[:], uint16(code))
+	// RFC 6455 5.5, 7.1.6: the reason is UTF-8 within 123 bytes; cut it at a character boundary.
+	if len(reason) > maxControl-2 {
+		cut := maxControl - 2
+		for cut > 0 && reason[cut]&0xC0 == 0x80 {
+			cut--
+		}
+		reason = reason[:cut]
+	}
 	n := 2 + copy(p[2:], reason)
 	return c.writeFrameLocked(OpClose, p[:n])
 }
@@ -365,7 +376,7 @@ func (c *Conn) CloseSent() bool {
 	return c.closeSent
 }
 
-// SetWriteDeadline sets the deadline of the writes that follow (a slow reader cannot hold writers).
+// SetWriteDeadline sets the deadline of the writes that follow; it waits for a write in progress.
 func (c *Conn) SetWriteDeadline(t time.Time) {
 	c.wmu.Lock()
 	c.s.SetWriteDeadline(t)

@@ -1,0 +1,299 @@
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edged/edged/pkg/conn"
+)
+
+// Server serves HTTP/1.x on raw sockets with P workers and Q slots (see the package documentation).
+type Server struct {
+	cfg       Config
+	handler   conn.Handler
+	obs       Observer
+	log       *slog.Logger
+	parking   bool
+	evicting  bool
+	keepAlive int64 // the connections' keep-alive timeout, for parked sockets (CONTRACT S6)
+	base      time.Time
+	addr      string
+
+	// Poller-owned: touched only by the goroutine running Serve.
+	lns          []listener
+	epfd         int
+	events       []unix.EpollEvent
+	ev           unix.EpollEvent
+	scratch      []byte // lingering drains read into it
+	sa           unix.RawSockaddrAny
+	salen        uint32
+	lnPoll       [1]unix.PollFd
+	accept       func(lfd int) (int, error) // accept4; replaced in tests to inject errors
+	backoff      time.Duration
+	backoffUntil int64
+	lastErrLog   int64
+	graceEnd     int64
+	forceEnd     int64
+	gaveUp       bool // the drain ended with sockets still held by stuck handlers
+
+	// Guarded by mu, the slot lock. Workers take it to claim, park and close their slot; the poller
+	// takes it once per batch of events. It is never held across a blocking call.
+	mu            sync.Mutex
+	slots         []slot
+	free          []int32 // armed slots, a stack
+	parked        slotList
+	lingering     slotList
+	fresh         []int32 // slots handed over for lingering since the poller last looked
+	clients       map[clientKey]int32
+	evfd          int
+	notified      bool  // evfd written and not yet consumed by the poller
+	acceptWaiting bool  // a connection was left in the backlog for want of a free slot
+	sleepUntil    int64 // the poller's wake-up time, so that a new earlier deadline wakes it
+	draining      bool
+	forced        bool
+	pollerGone    bool
+
+	ready   chan int32 // the socket queue: FIFO of queued slots, capacity Q
+	workers []*worker
+	running sync.WaitGroup
+
+	open      atomic.Int32 // written under mu
+	nParked   atomic.Int32 // written under mu
+	accepted  atomic.Uint64
+	closing   atomic.Bool // drain begun (CONTRACT S9)
+	forcedA   atomic.Bool // grace ended: streams fail at once
+	stopReq   atomic.Bool
+	runState  atomic.Int32
+	unbound   atomic.Pointer[UnboundHandler]
+	done      chan struct{}
+	doneOnce  sync.Once
+	workersUp atomic.Int32
+	allIdle   chan struct{} // closed when the last worker goroutine returns
+}
+
+// UnboundHandler receives a socket whose connection was taken over with conn.Connection.Unbind
+// (WebSocket). It runs on the worker goroutine that served the upgrade, right after Serve returned.
+// st is that worker's stream and is valid until the handler returns; the bytes read past the upgrade
+// request are the ones Unbind returned to the HTTP handler, valid until this handler returns as well.
+// The socket stays open and keeps its slot (it counts against Q) until release is called, from any
+// goroutine; release closes it, is idempotent, and must be called after the last use of st.
+type UnboundHandler func(worker int, st conn.Stream, release func())
+
+const (
+	runNew int32 = iota
+	runServing
+	runClosed
+)
+
+// Epoll event tags: slot events carry the slot index (>= 0) and its generation.
+const (
+	tagEventfd   int32 = -1
+	tagListener0 int32 = -2 // listener i is tagListener0 - i
+)
+
+var eventfdOne = func() (b [8]byte) {
+	binary.NativeEndian.PutUint64(b[:], 1)
+	return b
+}()
+
+// New validates cfg, binds or adopts the listening sockets and allocates the slots, the socket queue and
+// every worker with its buffers (CONTRACT S2). A listening failure is a *BindError.
+func New(cfg Config, h conn.Handler) (*Server, error) {
+	if h == nil {
+		return nil, configError("handler must not be nil")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	lns, err := openListeners(cfg)
+	if err != nil {
+		return nil, err
+	}
+	q := cfg.slotCount()
+	s := &Server{
+		cfg:       cfg,
+		handler:   h,
+		obs:       cfg.Observer,
+		log:       cfg.Logger,
+		parking:   cfg.ParkIdle,
+		evicting:  cfg.EvictIdle,
+		base:      time.Now(),
+		addr:      lns[0].addr,
+		lns:       lns,
+		epfd:      -1,
+		evfd:      -1,
+		events:    make([]unix.EpollEvent, 128),
+		scratch:   make([]byte, 4096),
+		slots:     make([]slot, q),
+		free:      make([]int32, 0, q),
+		parked:    newSlotList(),
+		lingering: newSlotList(),
+		fresh:     make([]int32, 0, q),
+		ready:     make(chan int32, q),
+		done:      make(chan struct{}),
+		allIdle:   make(chan struct{}),
+	}
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxConnsPerClient > 0 {
+		s.clients = make(map[clientKey]int32, q)
+	}
+	for i := q - 1; i >= 0; i-- {
+		s.slots[i] = slot{fd: -1, prev: noSlot, next: noSlot}
+		s.free = append(s.free, int32(i))
+	}
+	s.workers = make([]*worker, cfg.Workers)
+	for i := range s.workers {
+		s.workers[i] = newWorker(s, i)
+	}
+	s.keepAlive = int64(s.workers[0].c.Config().KeepAliveTimeout)
+	s.accept = s.accept4
+	s.lastErrLog = -int64(time.Second)
+	return s, nil
+}
+
+// Addr returns the address of the first listening socket, e.g. "127.0.0.1:41234".
+func (s *Server) Addr() string { return s.addr }
+
+// SetUnboundHandler sets the receiver of sockets taken over from HTTP. Without one, such a socket is
+// closed when its handler returns. Safe to call at any time.
+func (s *Server) SetUnboundHandler(h UnboundHandler) {
+	if h == nil {
+		s.unbound.Store(nil)
+		return
+	}
+	s.unbound.Store(&h)
+}
+
+// Stats returns a snapshot of the gauges. Safe from any goroutine; it takes no lock.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Workers:             len(s.workers),
+		SocketQueueLength:   len(s.ready),
+		SocketsParked:       int(s.nParked.Load()),
+		SocketsOpen:         int(s.open.Load()),
+		ConnectionsAccepted: s.accepted.Load(),
+	}
+	for _, w := range s.workers {
+		if w.busy.Load() {
+			st.WorkersBusy++
+		}
+	}
+	return st
+}
+
+// Serve runs the server until ctx is cancelled or Shutdown is called, then drains gracefully within
+// ShutdownGrace (CONTRACT S9) and returns nil. It returns early with an error only when the event loop
+// cannot be set up or fails, and ErrShutdownIncomplete when handlers outlived the grace period.
+// It may be called once.
+func (s *Server) Serve(ctx context.Context) error {
+	if !s.runState.CompareAndSwap(runNew, runServing) {
+		return ErrServerClosed
+	}
+	defer s.doneOnce.Do(func() { close(s.done) })
+	if err := s.openPoller(); err != nil {
+		s.closeListeners()
+		s.closePoller()
+		return err
+	}
+	stop := context.AfterFunc(ctx, s.requestStop)
+	defer stop()
+	s.workersUp.Store(int32(len(s.workers)))
+	for _, w := range s.workers {
+		s.running.Add(1)
+		go w.run()
+	}
+	err := s.poll()
+	s.teardown()
+	s.wakeWorkers()
+	// Once the sockets are closed the workers return at once; after a force-close that did not
+	// close them all, the poller has already waited forceWait for stuck handlers.
+	wait := forceWait
+	if s.gaveUp {
+		wait = 0
+	}
+	grace := time.NewTimer(wait)
+	defer grace.Stop()
+	select {
+	case <-s.allIdle:
+		s.running.Wait()
+	case <-grace.C:
+		s.log.Error("handlers still running after the shutdown grace period", "workers_busy", s.Stats().WorkersBusy)
+		if err == nil {
+			err = ErrShutdownIncomplete
+		}
+	}
+	s.closePoller()
+	return err
+}
+
+// Shutdown begins a graceful shutdown (CONTRACT S9) and waits until Serve has drained or ctx ends.
+// Called before Serve, it releases the listening sockets and Serve then returns ErrServerClosed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.runState.CompareAndSwap(runNew, runClosed) {
+		s.closeListeners()
+		s.doneOnce.Do(func() { close(s.done) })
+		return nil
+	}
+	s.requestStop()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// requestStop asks the poller to begin the drain. Safe from any goroutine.
+func (s *Server) requestStop() {
+	s.stopReq.Store(true)
+	s.mu.Lock()
+	s.notifyLocked()
+	s.mu.Unlock()
+}
+
+// notifyLocked wakes the poller through the eventfd, once per poller iteration. The write happens
+// under the lock so that it never reaches a descriptor closed after Serve returned.
+func (s *Server) notifyLocked() {
+	if s.notified || s.pollerGone || s.evfd < 0 {
+		return
+	}
+	s.notified = true
+	for {
+		_, err := unix.Write(s.evfd, eventfdOne[:])
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// wakeWorkers makes every worker re-check the server state (drain, force-close).
+func (s *Server) wakeWorkers() {
+	for _, w := range s.workers {
+		w.wakeup()
+	}
+}
+
+// clock returns the server's monotonic time in nanoseconds.
+func (s *Server) clock() int64 { return int64(time.Since(s.base)) }
+
+func (s *Server) closeListeners() {
+	for i := range s.lns {
+		if s.lns[i].fd >= 0 {
+			unix.Close(s.lns[i].fd)
+			s.lns[i].fd = -1
+			s.lns[i].pending = false
+		}
+	}
+}

@@ -1,0 +1,130 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Errors of a socket stream. They are allocated once: reads and writes allocate nothing.
+var (
+	errReadTimeout  = fmt.Errorf("server: read: %w", os.ErrDeadlineExceeded)
+	errWriteTimeout = fmt.Errorf("server: write: %w", os.ErrDeadlineExceeded)
+	errForced       = fmt.Errorf("server: socket force-closed at the end of the shutdown grace: %w", ErrServerClosed)
+	// errDrainIdle ends a connection that waits for the first byte of a request while the server
+	// drains (CONTRACT S9).
+	errDrainIdle = errors.New("server: idle connection closed by shutdown")
+)
+
+// stream is a worker's conn.Stream over the non-blocking socket of the slot it serves. Read and Write
+// call read(2) and write(2) directly; on EAGAIN they wait for the poller's wake-up or the deadline on
+// the worker's one reusable timer. Nothing is allocated per call.
+type stream struct {
+	srv   *Server
+	fd    int
+	wake  chan struct{} // the worker's wake channel, capacity 1
+	timer *time.Timer
+	rdl   time.Time
+	wdl   time.Time
+	idle  bool // no byte of the current request read yet
+	eof   bool // the peer closed its side
+}
+
+func (st *stream) init(s *Server, wake chan struct{}) {
+	st.srv = s
+	st.fd = -1
+	st.wake = wake
+	st.timer = time.NewTimer(time.Hour)
+	st.timer.Stop()
+}
+
+// bind points the stream at a socket.
+func (st *stream) bind(fd int) {
+	st.fd = fd
+	st.rdl, st.wdl = time.Time{}, time.Time{}
+	st.eof = false
+}
+
+// Read reads from the socket, waiting for readiness under the read deadline.
+func (st *stream) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := unix.Read(st.fd, p)
+		switch {
+		case err == nil && n > 0:
+			st.idle = false
+			return n, nil
+		case err == nil:
+			st.eof = true
+			return 0, io.EOF
+		case err == unix.EINTR:
+			continue
+		case err != unix.EAGAIN:
+			return 0, err
+		}
+		if st.idle && st.srv.closing.Load() {
+			return 0, errDrainIdle
+		}
+		if err := st.wait(st.rdl, errReadTimeout); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Write writes all of p, waiting for the socket to drain under the write deadline.
+func (st *stream) Write(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.Write(st.fd, p[done:])
+		switch {
+		case err == nil:
+			done += n
+			continue
+		case err == unix.EINTR:
+			continue
+		case err != unix.EAGAIN:
+			return done, err
+		}
+		if err := st.wait(st.wdl, errWriteTimeout); err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// SetReadDeadline sets the deadline of later reads; the zero time means none.
+func (st *stream) SetReadDeadline(t time.Time) { st.rdl = t }
+
+// SetWriteDeadline sets the deadline of later writes; the zero time means none.
+func (st *stream) SetWriteDeadline(t time.Time) { st.wdl = t }
+
+// wait blocks until the poller wakes the worker or the deadline passes. A wake-up may be stale (meant
+// for an earlier socket or already consumed): the caller retries its system call, which is cheap.
+func (st *stream) wait(deadline time.Time, timeout error) error {
+	if st.srv.forcedA.Load() {
+		return errForced
+	}
+	if deadline.IsZero() {
+		<-st.wake
+		return nil
+	}
+	d := time.Until(deadline)
+	if d <= 0 {
+		return timeout
+	}
+	// Go 1.23 timers: Reset and Stop leave no stale tick in the channel.
+	st.timer.Reset(d)
+	select {
+	case <-st.wake:
+		st.timer.Stop()
+		return nil
+	case <-st.timer.C:
+		return timeout
+	}
+}

@@ -1,0 +1,275 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/edged/edged/pkg/conn"
+)
+
+// worker is one of the P goroutines. It owns a conn.Connection with all its buffers, a stream, a wake
+// channel and a timer, all allocated by New (CONTRACT S2).
+type worker struct {
+	id   int
+	srv  *Server
+	c    *conn.Connection
+	st   stream
+	wake chan struct{}
+	busy atomic.Bool
+	peek [1]byte
+}
+
+func newWorker(s *Server, id int) *worker {
+	w := &worker{id: id, srv: s, c: conn.New(s.cfg.Conn), wake: make(chan struct{}, 1)}
+	w.st.init(s, w.wake)
+	return w
+}
+
+// wakeup makes the worker retry a read or write that found the socket not ready. It never blocks.
+func (w *worker) wakeup() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run takes slots from the socket queue until the queue is closed by a shutdown.
+func (w *worker) run() {
+	defer w.srv.running.Done()
+	defer func() {
+		if w.srv.workersUp.Add(-1) == 0 {
+			close(w.srv.allIdle)
+		}
+	}()
+	for i := range w.srv.ready {
+		w.serve(i)
+	}
+}
+
+// Handle runs the server's handler. During a drain it makes the response carry Connection: close
+// (CONTRACT S9); checking again after the handler covers a drain that began while it ran, since the
+// response head is assembled when the response is flushed.
+func (w *worker) Handle(taskID int, c *conn.Connection) error {
+	if w.srv.closing.Load() {
+		c.SetClosing()
+	}
+	err := w.srv.handler.Handle(taskID, c)
+	if w.srv.closing.Load() {
+		c.SetClosing()
+	}
+	return err
+}
+
+// serve serves the socket of slot i until it closes, is parked, or is taken over.
+func (w *worker) serve(i int32) {
+	s := w.srv
+	s.mu.Lock()
+	sl := &s.slots[i]
+	sl.state = slotServing
+	sl.worker = int32(w.id)
+	fd := int(sl.fd)
+	s.mu.Unlock()
+	w.busy.Store(true)
+	defer w.busy.Store(false)
+
+	w.st.bind(fd)
+	w.c.Reset(&w.st)
+	for {
+		if s.closing.Load() {
+			w.c.SetClosing()
+		}
+		w.st.idle = w.c.Buffered() == 0
+		keep, err := w.c.Serve(w.id, w)
+		if ex := w.c.LastExchange(); ex.Status != 0 {
+			s.obs.RequestDone(w.id, ex)
+		}
+		if w.c.State() == conn.StateUnbound {
+			w.unbind(i)
+			return
+		}
+		if err != nil || !keep {
+			w.close(i, err)
+			return
+		}
+		if s.closing.Load() {
+			w.release(i, ReasonShutdown, true)
+			return
+		}
+		// CONTRACT S5: park only when no byte of a next request is buffered (pipelining, H21).
+		if s.parking && w.c.Buffered() == 0 && w.park(i, fd) {
+			return
+		}
+	}
+}
+
+// park hands an idle keep-alive socket back to the poller. It reports false when bytes of a next
+// request turned up, and the worker goes on serving.
+//
+// The lost-wakeup protocol: the poller sets pendingIn, under the slot lock, for every readable edge
+// while the slot is not parked. Here, under the same lock, a clear flag means no edge came since the
+// socket was last found readable, so the next edge will reach the parked slot and requeue it. A set
+// flag may be stale (its bytes already read), so it is cleared and the socket is peeked at: bytes mean
+// serve on, EAGAIN means try again.
+func (w *worker) park(i int32, fd int) bool {
+	s := w.srv
+	for {
+		s.mu.Lock()
+		sl := &s.slots[i]
+		if s.draining {
+			s.mu.Unlock()
+			w.release(i, ReasonShutdown, false)
+			return true
+		}
+		if !sl.pendingIn {
+			now := s.clock()
+			sl.state = slotParked
+			sl.since = now
+			s.parked.pushBack(s.slots, i)
+			s.nParked.Add(1)
+			if now+s.keepAlive < s.sleepUntil {
+				s.notifyLocked() // the poller sleeps past this socket's expiry
+			}
+			s.mu.Unlock()
+			return true
+		}
+		sl.pendingIn = false
+		s.mu.Unlock()
+		n, err := peek(fd, w.peek[:])
+		switch {
+		case err == unix.EAGAIN:
+			continue
+		case err != nil:
+			w.release(i, ReasonClientClosed, false)
+			return true
+		case n == 0:
+			w.release(i, ReasonClientClosed, false)
+			return true
+		}
+		return false
+	}
+}
+
+// peek reports whether bytes wait on the socket without consuming them: n is 1 if so, 0 at the
+// peer's end of stream; EAGAIN if nothing is there.
+func peek(fd int, b []byte) (int, error) {
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			return int(r), nil
+		case unix.EINTR:
+			continue
+		}
+		return 0, e
+	}
+}
+
+// close ends the socket of slot i after an exchange that did not keep it alive, with the reason and
+// the lingering the outcome of Serve calls for (CONTRACT S8).
+func (w *worker) close(i int32, err error) {
+	var (
+		pe     *conn.ProtocolError
+		panicE *conn.PanicError
+		errno  unix.Errno
+	)
+	s := w.srv
+	switch {
+	case err == nil && s.closing.Load():
+		w.release(i, ReasonShutdown, true)
+	case err == nil:
+		w.release(i, ReasonDone, true)
+	case err == errDrainIdle, errors.Is(err, ErrServerClosed):
+		w.release(i, ReasonShutdown, false)
+	case err == io.EOF, err == io.ErrUnexpectedEOF,
+		errors.Is(err, unix.ECONNRESET), errors.Is(err, unix.EPIPE):
+		w.release(i, ReasonClientClosed, false)
+	case errors.Is(err, conn.ErrIdle):
+		w.release(i, ReasonKeepAliveTimeout, false)
+	case errors.Is(err, conn.ErrHandlerTimeout):
+		w.release(i, ReasonHandlerTimeout, true)
+	case errors.As(err, &pe):
+		if pe.Code == conn.ErrHeadTimeout.Code {
+			w.release(i, ReasonHeaderTimeout, true)
+		} else {
+			w.release(i, ReasonProtocolError, true)
+		}
+	case errors.As(err, &panicE):
+		s.log.Error("handler panicked", "worker", w.id, "panic", panicE.Value, "stack", string(panicE.Stack))
+		s.obs.HandlerPanic(w.id, panicE)
+		w.release(i, ReasonHandlerError, true)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		w.release(i, ReasonIOTimeout, true)
+	case errors.As(err, &errno):
+		s.log.Debug("socket error", "worker", w.id, "error", err)
+		w.release(i, ReasonIOError, false)
+	default:
+		s.log.Debug("handler error", "worker", w.id, "error", err)
+		w.release(i, ReasonHandlerError, true)
+	}
+}
+
+// release closes the socket of the slot the worker serves. With linger, and unless the peer already
+// closed, the socket is shut down for writing and handed to the poller, which drains what the peer
+// still sends before closing, so that the peer reads the response instead of a reset (CONTRACT S8).
+func (w *worker) release(i int32, reason CloseReason, linger bool) {
+	s := w.srv
+	s.obs.Closed(reason)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl := &s.slots[i]
+	if linger && !w.st.eof && !s.forced && !s.pollerGone &&
+		unix.Shutdown(int(sl.fd), unix.SHUT_WR) == nil {
+		sl.state = slotLingering
+		sl.since = s.clock() + int64(lingerTime)
+		sl.drainLeft = lingerBytes
+		s.lingering.pushBack(s.slots, i)
+		s.fresh = append(s.fresh, i)
+		s.notifyLocked()
+		return
+	}
+	s.closeLocked(i)
+	if s.acceptWaiting || (s.draining && s.open.Load() == 0) {
+		s.notifyLocked()
+	}
+}
+
+// unbind hands a socket taken over from HTTP to the unbound handler, or closes it when there is none.
+func (w *worker) unbind(i int32) {
+	s := w.srv
+	h := s.unbound.Load()
+	if h == nil {
+		w.release(i, ReasonUnbound, false)
+		return
+	}
+	s.mu.Lock()
+	gen := s.slots[i].gen
+	s.mu.Unlock()
+	release := func() { s.releaseUnbound(i, gen) }
+	(*h)(w.id, &w.st, release)
+	s.mu.Lock()
+	if sl := &s.slots[i]; sl.gen == gen && sl.state == slotServing {
+		sl.state = slotUnbound
+	}
+	s.mu.Unlock()
+}
+
+// releaseUnbound closes a socket taken over from HTTP, once.
+func (s *Server) releaseUnbound(i int32, gen uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl := &s.slots[i]
+	if sl.gen != gen || (sl.state != slotServing && sl.state != slotUnbound) {
+		return
+	}
+	s.obs.Closed(ReasonUnbound)
+	s.closeLocked(i)
+	if s.acceptWaiting || (s.draining && s.open.Load() == 0) {
+		s.notifyLocked()
+	}
+}

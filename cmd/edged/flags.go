@@ -1,0 +1,377 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/edged/edged/pkg/conn"
+	"github.com/edged/edged/pkg/server"
+)
+
+// envPrefix starts the environment twin of every flag (CONTRACT D1): --socket-queue is read from
+// EDGED_SOCKET_QUEUE when the command line does not set it.
+const envPrefix = "EDGED_"
+
+// settings is the daemon configuration that serve and check share: one field per flag.
+type settings struct {
+	listen            string
+	workers           int
+	socketQueue       int
+	bufferSize        int
+	maxHeaders        int
+	backlog           int
+	parkIdle          bool
+	evictIdle         bool
+	maxConnsPerClient int
+	keepAliveTimeout  time.Duration
+	headerTimeout     time.Duration
+	ioTimeout         time.Duration
+	handlerTimeout    time.Duration
+	maxBody           int64
+	maxDrain          int64
+	enableEcho        bool
+	shutdownGrace     time.Duration
+	logLevel          string
+	logFormat         string
+}
+
+// defaultSettings returns the defaults of CONTRACT D2 and S6.
+func defaultSettings() settings {
+	return settings{
+		listen:            ":8080",
+		workers:           4,
+		socketQueue:       8,
+		bufferSize:        conn.DefaultBufferSize,
+		maxHeaders:        conn.DefaultMaxHeaders,
+		backlog:           128,
+		parkIdle:          true,
+		evictIdle:         true,
+		maxConnsPerClient: 0,
+		keepAliveTimeout:  conn.DefaultKeepAliveTimeout,
+		headerTimeout:     conn.DefaultHeaderTimeout,
+		ioTimeout:         conn.DefaultIOTimeout,
+		handlerTimeout:    conn.DefaultHandlerTimeout,
+		maxBody:           conn.DefaultMaxBody,
+		maxDrain:          conn.DefaultMaxDrain,
+		enableEcho:        false,
+		shutdownGrace:     10 * time.Second,
+		logLevel:          "info",
+		logFormat:         "text",
+	}
+}
+
+// register defines the flags of s on fs, with s's current values as defaults. Each value checks its own
+// range when set, so a bad value is refused the same way from the command line and from the environment.
+func (s *settings) register(fs *pflag.FlagSet) {
+	fs.Var(&listenValue{&s.listen}, "listen", "address to listen on: host:port, host empty, localhost, IPv4 or [IPv6]")
+	fs.Var(&intValue{&s.workers, 1, server.MaxWorkers}, "workers", "number of worker goroutines, each with its own buffers")
+	fs.Var(&intValue{&s.socketQueue, 0, server.MaxSocketQueue}, "socket-queue", "accepted sockets held at most (0 = accept mode)")
+	fs.Var(&intValue{&s.bufferSize, conn.MinBufferSize, 0}, "buffer-size", "per-worker read buffer in bytes: the largest request head")
+	fs.Var(&intValue{&s.maxHeaders, 1, 0}, "max-headers", "request header lines accepted")
+	fs.Var(&intValue{&s.backlog, 1, 0}, "backlog", "kernel listen backlog")
+	boolVar(fs, &s.parkIdle, "park-idle", "hand idle keep-alive sockets back to epoll (socket-queue mode)")
+	boolVar(fs, &s.evictIdle, "evict-idle", "close the longest-idle parked socket when a new client waits")
+	fs.Var(&intValue{&s.maxConnsPerClient, 0, 0}, "max-conns-per-client", "sockets per IPv4 address or IPv6 /64 (0 = no limit)")
+	fs.Var(&durationValue{&s.keepAliveTimeout}, "keepalive-timeout", "idle time allowed before a request's first byte")
+	fs.Var(&durationValue{&s.headerTimeout}, "header-timeout", "time allowed for a whole request head, from its first byte")
+	fs.Var(&durationValue{&s.ioTimeout}, "io-timeout", "inactivity allowed on each body read or write")
+	fs.Var(&durationValue{&s.handlerTimeout}, "handler-timeout", "time allowed for a whole request-response exchange")
+	fs.Var(&sizeValue{&s.maxBody}, "max-body", "largest request body (bytes, or a size like 64KiB, 1MiB)")
+	fs.Var(&sizeValue{&s.maxDrain}, "max-drain", "unread request body discarded before a response (bytes or a size)")
+	boolVar(fs, &s.enableEcho, "enable-echo", "serve /echo, which sends the request body back")
+	fs.Var(&durationValue{&s.shutdownGrace}, "shutdown-grace", "time allowed for requests in flight after SIGTERM or SIGINT")
+	fs.Var(&choiceValue{&s.logLevel, []string{"debug", "info", "warn", "error"}}, "log-level", "log level: debug, info, warn or error")
+	fs.Var(&choiceValue{&s.logFormat, []string{"text", "json"}}, "log-format", "log format: text or json")
+
+	fs.VisitAll(func(f *pflag.Flag) {
+		f.Usage += " [$" + envName(f.Name) + "]"
+	})
+}
+
+// envName returns the environment twin of a flag: --socket-queue -> EDGED_SOCKET_QUEUE.
+func envName(flag string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets every flag that the command line left alone from its environment twin, so that flags win
+// over the environment (CONTRACT D1). An empty variable counts as unset.
+func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed {
+			return
+		}
+		name := envName(f.Name)
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		if serr := f.Value.Set(v); serr != nil {
+			err = &usageError{fmt.Sprintf("invalid %s (--%s): %v, got %q", name, f.Name, serr, v)}
+		}
+	})
+	return err
+}
+
+// connConfig returns the connection limits and timeouts of s.
+func (s *settings) connConfig() conn.Config {
+	return conn.Config{
+		BufferSize:       s.bufferSize,
+		MaxHeaders:       s.maxHeaders,
+		MaxBody:          s.maxBody,
+		MaxDrain:         s.maxDrain,
+		KeepAliveTimeout: s.keepAliveTimeout,
+		HeaderTimeout:    s.headerTimeout,
+		IOTimeout:        s.ioTimeout,
+		HandlerTimeout:   s.handlerTimeout,
+	}
+}
+
+// mode names the run mode: accept mode (CONTRACT S3) or socket-queue mode (CONTRACT S4).
+func (s *settings) mode() string {
+	if s.socketQueue == 0 {
+		return "accept"
+	}
+	return "socket-queue"
+}
+
+// attrs returns the effective configuration as log attributes, in flag order (CONTRACT D6). Durations
+// are text ("50s") in both log formats.
+func (s *settings) attrs() []slog.Attr {
+	return []slog.Attr{
+		slog.String("listen", s.listen),
+		slog.String("mode", s.mode()),
+		slog.Int("workers", s.workers),
+		slog.Int("socket_queue", s.socketQueue),
+		slog.Int("buffer_size", s.bufferSize),
+		slog.Int("max_headers", s.maxHeaders),
+		slog.Int("backlog", s.backlog),
+		slog.Bool("park_idle", s.parkIdle),
+		slog.Bool("evict_idle", s.evictIdle),
+		slog.Int("max_conns_per_client", s.maxConnsPerClient),
+		slog.String("keepalive_timeout", s.keepAliveTimeout.String()),
+		slog.String("header_timeout", s.headerTimeout.String()),
+		slog.String("io_timeout", s.ioTimeout.String()),
+		slog.String("handler_timeout", s.handlerTimeout.String()),
+		slog.Int64("max_body", s.maxBody),
+		slog.Int64("max_drain", s.maxDrain),
+		slog.Bool("enable_echo", s.enableEcho),
+		slog.String("shutdown_grace", s.shutdownGrace.String()),
+		slog.String("log_level", s.logLevel),
+		slog.String("log_format", s.logFormat),
+	}
+}
+
+// level returns the slog level named by --log-level.
+func (s *settings) level() slog.Level {
+	switch s.logLevel {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}
+
+// intValue is an int flag with a lower bound and an upper bound (none when max is 0).
+type intValue struct {
+	p        *int
+	min, max int
+}
+
+func (v *intValue) String() string { return strconv.Itoa(*v.p) }
+func (v *intValue) Type() string   { return "int" }
+
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	if n < v.min {
+		return fmt.Errorf("must be >= %d", v.min)
+	}
+	if v.max > 0 && n > v.max {
+		return fmt.Errorf("must be <= %d", v.max)
+	}
+	*v.p = n
+	return nil
+}
+
+// durationValue is a positive duration flag ("10s", "1m30s", "500ms"): every timeout is finite and
+// non-zero (CONTRACT S6).
+type durationValue struct{ p *time.Duration }
+
+func (v *durationValue) String() string { return v.p.String() }
+func (v *durationValue) Type() string   { return "duration" }
+
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not a duration (want e.g. 500ms, 10s, 1m)")
+	}
+	if d <= 0 {
+		return errors.New("must be > 0")
+	}
+	*v.p = d
+	return nil
+}
+
+// boolValue is a boolean flag; "--park-idle" alone means true, "--park-idle=false" turns it off.
+type boolValue struct{ p *bool }
+
+func (v *boolValue) String() string   { return strconv.FormatBool(*v.p) }
+func (v *boolValue) Type() string     { return "bool" }
+func (v *boolValue) IsBoolFlag() bool { return true }
+
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not a boolean (want true or false)")
+	}
+	*v.p = b
+	return nil
+}
+
+func boolVar(fs *pflag.FlagSet, p *bool, name, usage string) {
+	fs.Var(&boolValue{p}, name, usage)
+	fs.Lookup(name).NoOptDefVal = "true"
+}
+
+// choiceValue is a string flag limited to a fixed set of words.
+type choiceValue struct {
+	p       *string
+	choices []string
+}
+
+func (v *choiceValue) String() string { return *v.p }
+func (v *choiceValue) Type() string   { return "string" }
+
+func (v *choiceValue) Set(s string) error {
+	s = strings.ToLower(strings.TrimSpace(s))
+	for _, c := range v.choices {
+		if s == c {
+			*v.p = c
+			return nil
+		}
+	}
+	return fmt.Errorf("must be one of %s", strings.Join(v.choices, ", "))
+}
+
+// listenValue is a listen address: host:port where host is empty (every address), "localhost", an IPv4
+// address or a bracketed IPv6 address, and port is 0-65535 (0: any free port, reported in the start-up
+// log line). Names other than localhost are refused, as the server refuses them: binding must not
+// depend on a resolver.
+type listenValue struct{ p *string }
+
+func (v *listenValue) String() string { return *v.p }
+func (v *listenValue) Type() string   { return "address" }
+
+func (v *listenValue) Set(s string) error {
+	s = strings.TrimSpace(s)
+	if err := checkListen(s); err != nil {
+		return err
+	}
+	*v.p = s
+	return nil
+}
+
+func checkListen(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return errors.New("not host:port (e.g. :8080, 127.0.0.1:8080, [::1]:8080)")
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return errors.New("port is not a number from 0 to 65535")
+	}
+	bracketed := strings.HasPrefix(s, "[")
+	switch {
+	case host == "" && !bracketed, host == "localhost" && !bracketed:
+		return nil
+	case bracketed:
+		if addr, err := netip.ParseAddr(host); err != nil || !addr.Is6() || addr.Zone() != "" {
+			return errors.New("host in brackets is not an IPv6 address")
+		}
+	default:
+		if addr, err := netip.ParseAddr(host); err != nil || !addr.Is4() {
+			return errors.New("host is not an IPv4 address, [IPv6] address or localhost")
+		}
+	}
+	return nil
+}
+
+// sizeValue is a byte count: plain digits, or a number with a binary unit (B, KiB, MiB, GiB; K, M, G
+// mean the same). It must be at least 1.
+type sizeValue struct{ p *int64 }
+
+func (v *sizeValue) String() string { return formatSize(*v.p) }
+func (v *sizeValue) Type() string   { return "size" }
+
+func (v *sizeValue) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	if n < 1 {
+		return errors.New("must be >= 1")
+	}
+	*v.p = n
+	return nil
+}
+
+var sizeUnits = []struct {
+	suffix string
+	shift  uint
+}{
+	{"kib", 10}, {"mib", 20}, {"gib", 30},
+	{"k", 10}, {"m", 20}, {"g", 30},
+	{"b", 0},
+}
+
+// parseSize parses "1048576", "1MiB", "64KiB", "64k" into bytes.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	lower := strings.ToLower(s)
+	var shift uint
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(lower, u.suffix) {
+			shift = u.shift
+			lower = strings.TrimSpace(strings.TrimSuffix(lower, u.suffix))
+			break
+		}
+	}
+	if lower == "" || lower[0] < '0' || lower[0] > '9' {
+		return 0, errors.New("not a size (want bytes, or e.g. 64KiB, 1MiB)")
+	}
+	n, err := strconv.ParseInt(lower, 10, 64)
+	if err != nil {
+		return 0, errors.New("not a size (want bytes, or e.g. 64KiB, 1MiB)")
+	}
+	if n > (1<<63-1)>>shift {
+		return 0, errors.New("too large")
+	}
+	return n << shift, nil
+}
+
+// formatSize writes n with the largest binary unit that divides it exactly: 1048576 -> "1MiB".
+func formatSize(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return strconv.FormatInt(n>>30, 10) + "GiB"
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10)
+}

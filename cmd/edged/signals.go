@@ -1,0 +1,35 @@
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// shutdownSignals start a graceful drain (CONTRACT D7).
+var shutdownSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
+
+// watchSignals calls drain on the first SIGTERM or SIGINT and force on the second (CONTRACT D7). The
+// returned function stops watching; signals that arrive after it take their default action.
+func watchSignals(drain, force func(os.Signal)) (stop func()) {
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, shutdownSignals...)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-ch:
+			drain(sig)
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-ch:
+			force(sig)
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
+	}
+}

@@ -1,14 +1,21 @@
 package routes
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edged/edged/internal/static"
+	"github.com/edged/edged/internal/statuspage"
+	"github.com/edged/edged/internal/topics"
 	"github.com/edged/edged/pkg/conn"
+	"github.com/edged/edged/pkg/ws"
 )
 
-// Config configures a Router.
+// Config configures a Router. Optional parts are off when nil.
 type Config struct {
 	// Workers is the number of workers that call Handle: taskIDs run from 0 to Workers-1.
 	Workers int
@@ -16,6 +23,17 @@ type Config struct {
 	EchoBuffer int
 	// EnableEcho serves /echo; without it /echo is 404 like any unknown path.
 	EnableEcho bool
+	// Metrics serves GET /metrics from this gatherer (CONTRACT D3, M).
+	Metrics prometheus.Gatherer
+	// Hub serves /topics/{name} (CONTRACT D4).
+	Hub *topics.Hub
+	// Pool runs WebSocket sessions (/echo and /topics upgrades, CONTRACT W9); without it upgrades get 404.
+	Pool *ws.Pool
+	// Upgrade holds the Origin allow-list and subprotocols of the WebSocket handshake (CONTRACT W2).
+	Upgrade *ws.UpgradeOptions
+	// Static serves every other path from a web root (CONTRACT D5); without it the built-in status page
+	// is served at / and anything else is 404.
+	Static *static.Root
 }
 
 // DefaultEchoBuffer is the /echo scratch buffer size when Config.EchoBuffer is zero.
@@ -35,37 +53,109 @@ var (
 
 // Router answers edged's routes. It implements conn.Handler.
 type Router struct {
-	echo    bool
-	scratch [][]byte // per-worker /echo buffers, indexed by taskID
+	echo     bool
+	scratch  [][]byte // per-worker /echo buffers, indexed by taskID
+	metrics  prometheus.Gatherer
+	hub      *topics.Hub
+	topicBuf [][]byte // per-worker topic value buffers, indexed by taskID
+	pool     *ws.Pool
+	upgrade  *ws.UpgradeOptions
+	pending  []pendingSession // per worker: the session of an upgrade in progress
+	static   *static.Root
 }
 
 // New returns a Router for cfg, with every buffer it will ever use already allocated.
 func New(cfg Config) *Router {
-	r := &Router{echo: cfg.EnableEcho}
+	workers := max(cfg.Workers, 1)
+	r := &Router{
+		echo:    cfg.EnableEcho,
+		metrics: cfg.Metrics,
+		hub:     cfg.Hub,
+		pool:    cfg.Pool,
+		upgrade: cfg.Upgrade,
+		static:  cfg.Static,
+		pending: make([]pendingSession, workers),
+	}
 	if cfg.EnableEcho {
 		size := cfg.EchoBuffer
 		if size <= 0 {
 			size = DefaultEchoBuffer
 		}
-		workers := max(cfg.Workers, 1)
-		backing := make([]byte, workers*size)
-		r.scratch = make([][]byte, workers)
-		for i := range r.scratch {
-			r.scratch[i] = backing[i*size : (i+1)*size : (i+1)*size]
-		}
+		r.scratch = perWorker(workers, size)
+	}
+	if cfg.Hub != nil {
+		r.topicBuf = perWorker(workers, cfg.Hub.Config().MaxValueBytes)
 	}
 	return r
 }
 
+// perWorker carves one allocation into a buffer per worker.
+func perWorker(workers, size int) [][]byte {
+	backing := make([]byte, workers*size)
+	bufs := make([][]byte, workers)
+	for i := range bufs {
+		bufs[i] = backing[i*size : (i+1)*size : (i+1)*size]
+	}
+	return bufs
+}
+
+// BufferBytes returns the memory New allocates for cfg (CONTRACT D8).
+func (cfg Config) BufferBytes() int {
+	workers := max(cfg.Workers, 1)
+	n := 0
+	if cfg.EnableEcho {
+		size := cfg.EchoBuffer
+		if size <= 0 {
+			size = DefaultEchoBuffer
+		}
+		n += workers * size
+	}
+	if cfg.Hub != nil {
+		n += workers * cfg.Hub.Config().MaxValueBytes
+	}
+	return n
+}
+
 // Handle answers one request (CONTRACT D3).
 func (r *Router) Handle(taskID int, c *conn.Connection) error {
-	switch path := c.Path(); string(path) {
+	path := c.Path()
+	switch string(path) {
 	case "/healthz":
 		return healthz(c)
+	case "/metrics":
+		if r.metrics != nil {
+			return r.serveMetrics(c)
+		}
 	case "/echo":
 		if r.echo {
+			if ws.IsUpgrade(c) {
+				return r.acceptSession(taskID, c, echoSessions{}, nil)
+			}
 			return r.serveEcho(taskID, c)
 		}
+		return r.fallback(c)
+	}
+	if r.hub != nil && bytes.HasPrefix(path, topicPrefix) {
+		return r.serveTopic(taskID, c, path[len(topicPrefix):])
+	}
+	return r.fallback(c)
+}
+
+// fallback serves the web root, or the built-in status page at / when there is none.
+func (r *Router) fallback(c *conn.Connection) error {
+	if r.static != nil {
+		return r.static.Serve(c)
+	}
+	switch string(c.Path()) {
+	case "/", "/index.html":
+		switch c.Method() {
+		case conn.MethodGet, conn.MethodHead:
+			if err := c.SetHeader("Cache-Control", "no-cache"); err != nil {
+				return err
+			}
+			return c.Reply(200, "text/html; charset=utf-8", statuspage.HTML)
+		}
+		return methodNotAllowed(c, "GET, HEAD")
 	}
 	return c.Reply(404, textPlain, bodyNotFound)
 }

@@ -139,7 +139,7 @@ func TestNotFound(t *testing.T) {
 		r    *Router
 		path string
 	}{
-		{"root", enabled, "/"},
+		{"unknown", enabled, "/nope"},
 		{"trailing slash", enabled, "/healthz/"},
 		{"case", enabled, "/HEALTHZ"},
 		{"prefix", enabled, "/healthzz"},

@@ -407,3 +407,13 @@ func (c *Connection) writeDeadline(p []byte, d time.Time) error {
 	}
 	return nil
 }
+
+// BufferBytes returns the memory one Connection of cfg holds in buffers, all allocated by New: the
+// read buffer with its slack, the write buffer with its head reserve, the scratch buffer, the header
+// arena and the header slots (CONTRACT D8).
+func (cfg Config) BufferBytes() int {
+	cfg = cfg.withDefaults()
+	const headerSlot = 48 // two slice headers
+	return cfg.BufferSize + bodySlack + headReserve + cfg.WriteBufferSize + tailReserve +
+		cfg.BufferSize + arenaSize + headReserve + cfg.MaxHeaders*headerSlot
+}

@@ -54,6 +54,9 @@ var (
 	// ErrIdle is returned by Serve when the keep-alive (first byte) wait ended without a request:
 	// the connection closes without a response (CONTRACT H18, S6).
 	ErrIdle = errors.New("conn: no request before the keep-alive timeout")
+	// ErrInterrupted is returned by a Stream's Read that was interrupted on purpose by another
+	// goroutine (a WebSocket session woken to send queued messages).
+	ErrInterrupted = errors.New("conn: read interrupted")
 	// ErrHandlerPanic wraps a recovered handler panic (CONTRACT H17).
 	ErrHandlerPanic = errors.New("conn: handler panicked")
 )

@@ -22,7 +22,7 @@ type Transport interface {
 }
 
 // ErrInterrupted is returned by a Transport's Read after Interrupt.
-var ErrInterrupted = errors.New("ws: read interrupted")
+var ErrInterrupted = conn.ErrInterrupted
 
 // SessionHandler receives a session's events. OnMessage runs on the session's goroutine; payload is
 // valid only during the call.
@@ -189,12 +189,14 @@ func (s *Session) Conn() *Conn { return s.conn }
 // the handshake. It returns at once.
 func (s *Session) Start(t Transport, buffered []byte, h SessionHandler) {
 	p := s.pool
+	// buffered belongs to the HTTP worker and is reused once Start returns: copy it now.
+	err := s.conn.Reset(t, buffered)
 	s.mu.Lock()
 	s.t, s.handler, s.closeCode, s.closing, s.force = t, h, 0, false, false
 	s.outbox[0], s.outbox[1] = s.outbox[0][:0], s.outbox[1][:0]
 	s.mu.Unlock()
 	p.wg.Add(1)
-	go s.run(buffered)
+	go s.run(err)
 }
 
 // Send queues a message for the peer without blocking: publishers are never slowed by a slow peer.
@@ -247,12 +249,12 @@ func (s *Session) forceClose() {
 	}
 }
 
-func (s *Session) run(buffered []byte) {
+func (s *Session) run(resetErr error) {
 	p := s.pool
 	defer p.wg.Done()
 	c := s.conn
 	t := s.t
-	if err := c.Reset(t, buffered); err != nil {
+	if resetErr != nil {
 		s.end()
 		return
 	}

@@ -1,0 +1,100 @@
+package routes
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edged/edged/internal/statuspage"
+	"github.com/edged/edged/internal/topics"
+	"github.com/edged/edged/pkg/conn"
+	"github.com/edged/edged/pkg/conn/conntest"
+)
+
+func do(t *testing.T, r *Router, raw string, methods ...string) ([]*http.Response, [][]byte) {
+	t.Helper()
+	out := conntest.Do(conn.Config{}, r, raw)
+	resps, bodies, err := conntest.Responses(out, methods...)
+	if err != nil {
+		t.Fatalf("parse: %v\n%q", err, out)
+	}
+	return resps, bodies
+}
+
+func TestD3_StatusPageWithoutWebroot(t *testing.T) {
+	r := New(Config{Workers: 1})
+	resps, bodies := do(t, r, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resps[0].StatusCode != 200 || !strings.HasPrefix(resps[0].Header.Get("Content-Type"), "text/html") ||
+		string(bodies[0]) != string(statuspage.HTML) {
+		t.Fatalf("status page: %d %q, %d bytes", resps[0].StatusCode, resps[0].Header.Get("Content-Type"), len(bodies[0]))
+	}
+}
+
+func TestM_MetricsRoute(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "edged_test_total", Help: "A test counter."})
+	c.Add(3)
+	reg.MustRegister(c)
+	r := New(Config{Workers: 1, Metrics: reg})
+	resps, bodies := do(t, r, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resps[0].StatusCode != 200 || !strings.HasPrefix(resps[0].Header.Get("Content-Type"), "text/plain; version=0.0.4") {
+		t.Fatalf("metrics: %d %q", resps[0].StatusCode, resps[0].Header.Get("Content-Type"))
+	}
+	if !strings.Contains(string(bodies[0]), "edged_test_total 3") {
+		t.Fatalf("metrics body: %q", bodies[0])
+	}
+	if resps, _ := do(t, New(Config{Workers: 1}), "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"); resps[0].StatusCode != 404 {
+		t.Fatalf("metrics on a router without a gatherer: %d", resps[0].StatusCode)
+	}
+}
+
+func TestD4_TopicsOverHTTP(t *testing.T) {
+	hub := topics.New(topics.Config{MaxValueBytes: 16})
+	r := New(Config{Workers: 1, Hub: hub})
+	raw := "PUT /topics/sensors/t1 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 4\r\n\r\n21.5" +
+		"POST /topics/sensors/t1 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n22\r\n0\r\n\r\n" +
+		"GET /topics/sensors/t1 HTTP/1.1\r\nHost: a\r\n\r\n" +
+		"DELETE /topics/sensors/t1 HTTP/1.1\r\nHost: a\r\n\r\n" +
+		"GET /topics/sensors/t1 HTTP/1.1\r\nHost: a\r\n\r\n" +
+		"PATCH /topics/sensors/t1 HTTP/1.1\r\nHost: a\r\n\r\n" +
+		"GET /topics/bad%20name HTTP/1.1\r\nHost: a\r\n\r\n"
+	resps, bodies := do(t, r, raw)
+	want := []int{201, 204, 200, 204, 404, 405, 400}
+	if len(resps) != len(want) {
+		t.Fatalf("%d responses, want %d", len(resps), len(want))
+	}
+	for i, code := range want {
+		if resps[i].StatusCode != code {
+			t.Errorf("response %d: %d, want %d", i, resps[i].StatusCode, code)
+		}
+	}
+	if string(bodies[2]) != "22" || resps[2].Header.Get("Content-Type") != "application/json" || resps[2].Header.Get("ETag") == "" {
+		t.Errorf("GET: %q %v", bodies[2], resps[2].Header)
+	}
+	etag := resps[2].Header.Get("ETag")
+	hub.Publish([]byte("x"), nil, false, []byte("v"))
+	resps, _ = do(t, r, "GET /topics/x HTTP/1.1\r\nHost: a\r\n\r\n")
+	etag = resps[0].Header.Get("ETag")
+	resps, bodies = do(t, r, "GET /topics/x HTTP/1.1\r\nHost: a\r\nIf-None-Match: "+etag+"\r\n\r\n")
+	if resps[0].StatusCode != 304 || len(bodies[0]) != 0 {
+		t.Errorf("If-None-Match: %d", resps[0].StatusCode)
+	}
+	resps, _ = do(t, r, "PUT /topics/big HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n01234567890123456")
+	if resps[0].StatusCode != 413 {
+		t.Errorf("oversized value: %d", resps[0].StatusCode)
+	}
+	resps, _ = do(t, r, "PUT /topics/big HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n11\r\n01234567890123456\r\n0\r\n\r\n")
+	if resps[0].StatusCode != 413 {
+		t.Errorf("oversized chunked value: %d", resps[0].StatusCode)
+	}
+}
+
+func TestW9_UpgradeWithoutPoolIs404(t *testing.T) {
+	r := New(Config{Workers: 1, EnableEcho: true})
+	resps, _ := do(t, r, "GET /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+	if resps[0].StatusCode != 404 {
+		t.Fatalf("upgrade without a pool: %d", resps[0].StatusCode)
+	}
+}

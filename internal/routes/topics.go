@@ -1,0 +1,201 @@
+package routes
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"unicode/utf8"
+
+	"github.com/edged/edged/internal/topics"
+	"github.com/edged/edged/pkg/conn"
+	"github.com/edged/edged/pkg/ws"
+)
+
+var topicPrefix = []byte("/topics/")
+
+// serveTopic answers /topics/{name} (CONTRACT D4): PUT or POST publish the body as the retained value
+// (201 on create, 204 on update), GET and HEAD return it with its Content-Type and ETag (304 on a
+// matching If-None-Match), DELETE removes it, and a WebSocket upgrade subscribes.
+func (r *Router) serveTopic(taskID int, c *conn.Connection, name []byte) error {
+	if !topics.ValidName(name) {
+		return c.Reply(400, textPlain, []byte("invalid topic name: 1-128 characters of A-Z a-z 0-9 . _ - /\n"))
+	}
+	if ws.IsUpgrade(c) {
+		sub := &subscriber{hub: r.hub, name: append([]byte(nil), name...)}
+		return r.acceptSession(taskID, c, topicSessions{}, sub)
+	}
+	if taskID < 0 || taskID >= len(r.topicBuf) {
+		return ErrTaskID
+	}
+	buf := r.topicBuf[taskID]
+	switch c.Method() {
+	case conn.MethodGet, conn.MethodHead:
+		return r.getTopic(c, name, buf)
+	case conn.MethodPut, conn.MethodPost:
+		return r.publishTopic(c, name, buf)
+	case conn.MethodDelete:
+		found, err := r.hub.Delete(name)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return c.Reply(404, textPlain, bodyNotFound)
+		}
+		return c.Reply(204, "", nil)
+	}
+	return methodNotAllowed(c, "GET, HEAD, PUT, POST, DELETE")
+}
+
+// getTopic copies the retained value into the worker's buffer under the hub's lock and answers after
+// releasing it, so that a slow client never holds publishers.
+func (r *Router) getTopic(c *conn.Connection, name, buf []byte) error {
+	var (
+		n         int
+		ctypeBuf  [128]byte
+		ctype     []byte
+		etagBuf   [24]byte
+		etag      []byte
+		truncated bool
+	)
+	found, err := r.hub.Get(name, func(v []byte, ct string, e []byte) {
+		n = copy(buf, v)
+		truncated = n < len(v)
+		ctype = append(ctypeBuf[:0], ct...)
+		etag = append(etagBuf[:0], e...)
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return c.Reply(404, textPlain, bodyNotFound)
+	}
+	if truncated {
+		return errors.New("routes: topic value larger than the worker buffer")
+	}
+	if err := c.SetHeaderBytes("ETag", etag); err != nil {
+		return err
+	}
+	if inm := c.Header("If-None-Match"); inm != nil && etagMatches(inm, etag) {
+		return c.WriteHeader(304)
+	}
+	if err := c.SetHeader("Cache-Control", "no-cache"); err != nil {
+		return err
+	}
+	if len(ctype) > 0 {
+		if err := c.SetHeaderBytes("Content-Type", ctype); err != nil {
+			return err
+		}
+	}
+	c.SetContentLength(int64(n))
+	if err := c.WriteHeader(200); err != nil {
+		return err
+	}
+	_, err = c.Write(buf[:n])
+	return err
+}
+
+func etagMatches(inm, etag []byte) bool {
+	for _, t := range bytes.Split(inm, []byte(",")) {
+		t = bytes.TrimPrefix(bytes.TrimSpace(t), []byte("W/"))
+		if bytes.Equal(t, []byte("*")) || bytes.Equal(t, etag) {
+			return true
+		}
+	}
+	return false
+}
+
+// publishTopic reads the body (bounded by the hub's value limit: 413 beyond it) and publishes it.
+func (r *Router) publishTopic(c *conn.Connection, name, buf []byte) error {
+	limit := len(buf)
+	if c.ContentLength() > int64(limit) {
+		return c.Reply(413, textPlain, []byte("topic value larger than the limit\n"))
+	}
+	n := 0
+	for {
+		if n == limit {
+			var probe [1]byte
+			k, err := c.Read(probe[:])
+			if k > 0 {
+				return c.Reply(413, textPlain, []byte("topic value larger than the limit\n"))
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		k, err := c.Read(buf[n:])
+		n += k
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	ctype := c.Header("Content-Type")
+	created, err := r.hub.Publish(name, ctype, !isText(ctype, buf[:n]), buf[:n])
+	switch {
+	case errors.Is(err, topics.ErrTooManyTopics):
+		return c.Reply(507, textPlain, []byte("topic limit reached\n"))
+	case err != nil:
+		return err
+	case created:
+		return c.Reply(201, "", nil)
+	}
+	return c.Reply(204, "", nil)
+}
+
+// isText decides how an HTTP publish reaches WebSocket subscribers: as a text message when its
+// Content-Type is text/* or JSON and the body is UTF-8, otherwise as a binary message.
+func isText(ctype, body []byte) bool {
+	textual := bytes.HasPrefix(ctype, []byte("text/")) || bytes.Contains(ctype, []byte("json"))
+	return textual && utf8.Valid(body)
+}
+
+// subscriber connects a WebSocket session to a topic: the hub delivers into the session's bounded
+// queue, and a session that cannot take a message is closed with 1008 (CONTRACT D4).
+type subscriber struct {
+	hub  *topics.Hub
+	name []byte
+	sess *ws.Session
+}
+
+// Deliver queues a publish for the session without blocking.
+func (s *subscriber) Deliver(binary bool, payload []byte) bool {
+	op := ws.OpText
+	if binary {
+		op = ws.OpBinary
+	}
+	return s.sess.Send(op, payload)
+}
+
+// topicSessions runs subscriber sessions: the retained value, then every publish; a message from the
+// client publishes it with its own type.
+type topicSessions struct{}
+
+func (topicSessions) OnOpen(s *ws.Session) {
+	sub := s.Value.(*subscriber)
+	sub.sess = s
+	if err := sub.hub.Subscribe(sub.name, sub); err != nil {
+		s.CloseWith(ws.ClosePolicyViolation)
+	}
+}
+
+func (topicSessions) OnMessage(s *ws.Session, op ws.Opcode, payload []byte) {
+	sub := s.Value.(*subscriber)
+	if _, err := sub.hub.Publish(sub.name, nil, op == ws.OpBinary, payload); err != nil {
+		code := ws.ClosePolicyViolation
+		if errors.Is(err, topics.ErrValueTooLarge) {
+			code = ws.CloseTooBig
+		}
+		s.CloseWith(code)
+	}
+}
+
+func (topicSessions) OnClose(s *ws.Session) {
+	sub := s.Value.(*subscriber)
+	sub.hub.Unsubscribe(sub.name, sub)
+}

@@ -8,11 +8,18 @@ import (
 )
 
 func newCheckCmd() *cobra.Command {
-	return newConfigCmd("check", "Validate the flags and the environment, print the effective configuration",
+	return newConfigCmd("check", "Validate the flags and the environment, print the effective configuration and its memory budget",
 		func(cmd *cobra.Command, s *settings) error {
+			if err := s.checkBudget(); err != nil {
+				return err
+			}
 			var b strings.Builder
 			b.WriteString("configuration ok\n")
 			for _, a := range s.attrs() {
+				fmt.Fprintf(&b, "%s=%s\n", a.Key, a.Value)
+			}
+			// CONTRACT D8: the memory the configured pools can ever use, by part.
+			for _, a := range s.memoryBudget().parts() {
 				fmt.Fprintf(&b, "%s=%s\n", a.Key, a.Value)
 			}
 			_, err := fmt.Fprint(cmd.OutOrStdout(), b.String())

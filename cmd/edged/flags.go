@@ -6,14 +6,17 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/edged/edged/internal/topics"
 	"github.com/edged/edged/pkg/conn"
 	"github.com/edged/edged/pkg/server"
+	"github.com/edged/edged/pkg/ws"
 )
 
 // envPrefix starts the environment twin of every flag (CONTRACT D1): --socket-queue is read from
@@ -38,6 +41,15 @@ type settings struct {
 	maxBody           int64
 	maxDrain          int64
 	enableEcho        bool
+	wsMaxConns        int
+	wsMaxMessage      int64
+	wsPingInterval    time.Duration
+	wsOrigins         string
+	topicsMax         int
+	topicMaxBytes     int64
+	webroot           string
+	metricsListen     string
+	memoryLimit       int64
 	shutdownGrace     time.Duration
 	logLevel          string
 	logFormat         string
@@ -62,6 +74,11 @@ func defaultSettings() settings {
 		maxBody:           conn.DefaultMaxBody,
 		maxDrain:          conn.DefaultMaxDrain,
 		enableEcho:        false,
+		wsMaxConns:        ws.DefaultMaxSessions,
+		wsMaxMessage:      ws.DefaultMaxMessage,
+		wsPingInterval:    ws.DefaultPingInterval,
+		topicsMax:         topics.DefaultMaxTopics,
+		topicMaxBytes:     topics.DefaultMaxValueBytes,
 		shutdownGrace:     10 * time.Second,
 		logLevel:          "info",
 		logFormat:         "text",
@@ -86,7 +103,16 @@ func (s *settings) register(fs *pflag.FlagSet) {
 	fs.Var(&durationValue{&s.handlerTimeout}, "handler-timeout", "time allowed for a whole request-response exchange")
 	fs.Var(&sizeValue{&s.maxBody}, "max-body", "largest request body (bytes, or a size like 64KiB, 1MiB)")
 	fs.Var(&sizeValue{&s.maxDrain}, "max-drain", "unread request body discarded before a response (bytes or a size)")
-	boolVar(fs, &s.enableEcho, "enable-echo", "serve /echo, which sends the request body back")
+	boolVar(fs, &s.enableEcho, "enable-echo", "serve /echo, which sends the request body (or each WebSocket message) back")
+	fs.Var(&intValue{&s.wsMaxConns, 1, 1 << 16}, "ws-max-conns", "WebSocket sessions at once, each with preallocated buffers")
+	fs.Var(&sizeValue{&s.wsMaxMessage}, "ws-max-message", "largest WebSocket message (bytes or a size); larger ones get close 1009")
+	fs.Var(&durationValue{&s.wsPingInterval}, "ws-ping-interval", "idle WebSocket sessions are pinged after this, and closed if silent as long again")
+	fs.Var(&stringValue{&s.wsOrigins}, "ws-allowed-origins", "comma-separated Origins allowed besides same-origin (scheme://host[:port], or *)")
+	fs.Var(&intValue{&s.topicsMax, 1, 1 << 20}, "topics-max", "topics at most")
+	fs.Var(&sizeValue{&s.topicMaxBytes}, "topic-max-bytes", "largest retained topic value (bytes or a size)")
+	fs.Var(&webrootValue{&s.webroot}, "webroot", "serve files from this directory (default: the built-in status page at /)")
+	fs.Var(&optionalListenValue{&s.metricsListen}, "metrics-listen", "serve /metrics on this address instead of the main listener")
+	fs.Var(&optionalSizeValue{&s.memoryLimit}, "memory-limit", "refuse a configuration whose memory budget exceeds this (bytes or a size; 0 = no limit)")
 	fs.Var(&durationValue{&s.shutdownGrace}, "shutdown-grace", "time allowed for requests in flight after SIGTERM or SIGINT")
 	fs.Var(&choiceValue{&s.logLevel, []string{"debug", "info", "warn", "error"}}, "log-level", "log level: debug, info, warn or error")
 	fs.Var(&choiceValue{&s.logFormat, []string{"text", "json"}}, "log-format", "log format: text or json")
@@ -164,6 +190,15 @@ func (s *settings) attrs() []slog.Attr {
 		slog.Int64("max_body", s.maxBody),
 		slog.Int64("max_drain", s.maxDrain),
 		slog.Bool("enable_echo", s.enableEcho),
+		slog.Int("ws_max_conns", s.wsMaxConns),
+		slog.Int64("ws_max_message", s.wsMaxMessage),
+		slog.String("ws_ping_interval", s.wsPingInterval.String()),
+		slog.String("ws_allowed_origins", s.wsOrigins),
+		slog.Int("topics_max", s.topicsMax),
+		slog.Int64("topic_max_bytes", s.topicMaxBytes),
+		slog.String("webroot", s.webroot),
+		slog.String("metrics_listen", s.metricsListen),
+		slog.Int64("memory_limit", s.memoryLimit),
 		slog.String("shutdown_grace", s.shutdownGrace.String()),
 		slog.String("log_level", s.logLevel),
 		slog.String("log_format", s.logFormat),
@@ -374,4 +409,86 @@ func formatSize(n int64) string {
 		return strconv.FormatInt(n>>10, 10) + "KiB"
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+// stringValue is a free-form string flag.
+type stringValue struct{ p *string }
+
+func (v *stringValue) String() string { return *v.p }
+func (v *stringValue) Type() string   { return "string" }
+
+func (v *stringValue) Set(s string) error {
+	*v.p = strings.TrimSpace(s)
+	return nil
+}
+
+// webrootValue is a readable directory (CONTRACT D2: an unreadable web root is a usage error).
+type webrootValue struct{ p *string }
+
+func (v *webrootValue) String() string { return *v.p }
+func (v *webrootValue) Type() string   { return "dir" }
+
+func (v *webrootValue) Set(s string) error {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		*v.p = ""
+		return nil
+	}
+	st, err := os.Stat(s)
+	switch {
+	case err != nil:
+		return errors.New("cannot read the directory")
+	case !st.IsDir():
+		return errors.New("not a directory")
+	}
+	f, err := os.Open(s)
+	if err != nil {
+		return errors.New("cannot read the directory")
+	}
+	f.Close()
+	*v.p = s
+	return nil
+}
+
+// optionalListenValue is a listen address or empty (off).
+type optionalListenValue struct{ p *string }
+
+func (v *optionalListenValue) String() string { return *v.p }
+func (v *optionalListenValue) Type() string   { return "address" }
+
+func (v *optionalListenValue) Set(s string) error {
+	s = strings.TrimSpace(s)
+	if s != "" {
+		if err := checkListen(s); err != nil {
+			return err
+		}
+	}
+	*v.p = s
+	return nil
+}
+
+// optionalSizeValue is a byte count where 0 means "none".
+type optionalSizeValue struct{ p *int64 }
+
+func (v *optionalSizeValue) String() string { return formatSize(*v.p) }
+func (v *optionalSizeValue) Type() string   { return "size" }
+
+func (v *optionalSizeValue) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*v.p = n
+	return nil
+}
+
+// origins returns --ws-allowed-origins as a list.
+func (s *settings) origins() []string {
+	var out []string
+	for _, o := range strings.Split(s.wsOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
 }

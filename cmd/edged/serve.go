@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"runtime"
 
 	"github.com/spf13/cobra"
-
-	"github.com/edged/edged/internal/routes"
-	"github.com/edged/edged/pkg/server"
 )
 
 func newServeCmd() *cobra.Command {
@@ -32,35 +27,20 @@ func newLogger(s *settings, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// serve binds the listener, logs the start-up line and serves until the first SIGTERM or SIGINT, then
-// drains within --shutdown-grace (CONTRACT D7, S9).
+// serve builds the daemon, logs the start-up line, tells systemd it is ready, and serves until the first
+// SIGTERM or SIGINT, then drains within --shutdown-grace (CONTRACT D6, D7, S9).
 func serve(ctx context.Context, s *settings, stderr io.Writer) error {
+	if err := s.checkBudget(); err != nil {
+		return err
+	}
 	logger := newLogger(s, stderr)
-	router := routes.New(routes.Config{
-		Workers:    s.workers,
-		EchoBuffer: s.bufferSize,
-		EnableEcho: s.enableEcho,
-	})
-	srv, err := server.New(server.Config{
-		Listen:            s.listen,
-		Workers:           s.workers,
-		SocketQueue:       s.socketQueue,
-		Backlog:           s.backlog,
-		ParkIdle:          s.parkIdle,
-		EvictIdle:         s.evictIdle,
-		MaxConnsPerClient: s.maxConnsPerClient,
-		ShutdownGrace:     s.shutdownGrace,
-		Conn:              s.connConfig(),
-		Logger:            logger,
-	}, router)
+	inherited, err := inheritedListeners(logger)
 	if err != nil {
-		if errors.As(err, new(*server.BindError)) {
-			return &exitError{exitBind, fmt.Errorf("cannot listen on --listen %s: %w", s.listen, err)}
-		}
-		if errors.Is(err, server.ErrInvalidConfig) { // the flags' own checks should have caught it
-			return &exitError{exitUsage, err}
-		}
-		return &exitError{exitFail, fmt.Errorf("cannot start: %w", err)}
+		return &exitError{exitFail, err}
+	}
+	d, err := build(s, logger, inherited)
+	if err != nil {
+		return err
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -69,6 +49,7 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 	// daemon is listening, so a signal that follows that line is always a graceful stop.
 	stopWatching := watchSignals(func(sig os.Signal) {
 		logger.Info("signal received", "signal", sig.String(), "action", "drain", "grace", s.shutdownGrace.String())
+		notifyStopping()
 		cancel()
 	}, func(sig os.Signal) {
 		logger.Warn("signal received", "signal", sig.String(), "action", "exit")
@@ -76,17 +57,24 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 	})
 	defer stopWatching()
 
-	attrs := append([]slog.Attr{
-		slog.String("addr", srv.Addr()),
+	attrs := []slog.Attr{
+		slog.String("addr", d.main.Addr()),
 		slog.String("version", version),
 		slog.String("commit", commit),
 		slog.String("go", runtime.Version()),
 		slog.Int("pid", os.Getpid()),
-	}, s.attrs()...)
+	}
+	if d.metricsS != nil {
+		attrs = append(attrs, slog.String("metrics_addr", d.metricsS.Addr()))
+	}
+	attrs = append(attrs, s.attrs()...)
+	attrs = append(attrs, d.budget.parts()...)
 	logger.LogAttrs(ctx, slog.LevelInfo, "edged started", attrs...)
+	stopNotify := notifyReady(ctx, logger)
+	defer stopNotify()
 
-	if err := srv.Serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return &exitError{exitFail, fmt.Errorf("serve: %w", err)}
+	if err := d.run(ctx); err != nil {
+		return &exitError{exitFail, err}
 	}
 	logger.Info("edged stopped")
 	return nil

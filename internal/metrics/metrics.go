@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/edged/edged/pkg/conn"
 	"github.com/edged/edged/pkg/server"
@@ -61,6 +62,21 @@ type workerCounters struct {
 	received atomic.Uint64
 	sent     atomic.Uint64
 	_        [64]byte // keep the next worker's block off this cache line
+}
+
+// WorkerBytes is the memory of one worker's counters (CONTRACT D8).
+const WorkerBytes = int(unsafe.Sizeof(workerCounters{}))
+
+// RequestsTotal returns the requests answered since start, summed over the workers.
+func (m *Metrics) RequestsTotal() uint64 {
+	var n uint64
+	for i := range m.workers {
+		w := &m.workers[i]
+		for b := range w.buckets {
+			n += w.buckets[b].Load()
+		}
+	}
+	return n
 }
 
 // Sources are the gauges read at scrape time.

@@ -198,6 +198,10 @@ func (s *Server) slotEventLocked(i int32, gen uint32, events uint32) {
 		if readable {
 			s.drainLocked(i)
 		}
+	case slotUnbound:
+		if sl.taken != nil {
+			sl.taken.wakeup()
+		}
 	}
 }
 
@@ -261,6 +265,7 @@ func (s *Server) closeLocked(i int32) {
 	sl.gen++
 	sl.state = slotFree
 	sl.pendingIn = false
+	sl.taken = nil
 	s.free = append(s.free, i)
 	s.open.Add(-1)
 }
@@ -495,8 +500,12 @@ func (s *Server) forceLocked() int {
 			// The owning worker closes the descriptor; shutdown makes its reads and writes fail.
 			_ = unix.Shutdown(int(sl.fd), unix.SHUT_RDWR)
 		case slotUnbound:
-			s.obs.Closed(ReasonShutdown)
-			s.closeLocked(int32(i))
+			// The session closes the descriptor (TakenStream.Close); shutdown ends its reads and
+			// writes, and the wake-up makes it notice.
+			_ = unix.Shutdown(int(sl.fd), unix.SHUT_RDWR)
+			if sl.taken != nil {
+				sl.taken.wakeup()
+			}
 		}
 	}
 	return n

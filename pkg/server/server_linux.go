@@ -78,11 +78,12 @@ type Server struct {
 }
 
 // UnboundHandler receives a socket whose connection was taken over with conn.Connection.Unbind
-// (WebSocket). It runs on the worker goroutine that served the upgrade, right after Serve returned.
-// st is that worker's stream and is valid until the handler returns; the bytes read past the upgrade
-// request are the ones Unbind returned to the HTTP handler, valid until this handler returns as well.
-// The socket stays open and keeps its slot (it counts against Q) until release is called, from any
-// goroutine; release closes it, is idempotent, and must be called after the last use of st.
+// (WebSocket). It runs on the worker goroutine that served the upgrade, right after Serve returned; the
+// bytes read past the upgrade request are the ones Unbind returned to the HTTP handler, valid until
+// this handler returns. st is a *TakenStream of its own, no longer tied to the worker: it may be used
+// from another goroutine for as long as the session lasts. The socket stays open and keeps its slot (it
+// counts against Q) until release (or st's Close) is called, from any goroutine; release closes it and
+// is idempotent. When the shutdown grace ends, the socket is shut down and st's reads and writes fail.
 type UnboundHandler func(worker int, st conn.Stream, release func())
 
 const (

@@ -33,7 +33,8 @@ type slot struct {
 	drainLeft int32 // lingering: bytes that may still be discarded
 	prev      int32 // links of the parked or lingering list
 	next      int32
-	client    clientKey // for the per-client limit (S14)
+	client    clientKey    // for the per-client limit (S14)
+	taken     *TakenStream // unbound: the stream the poller wakes
 }
 
 // slotList is an intrusive doubly linked list of slots, oldest first. The parked list is ordered by

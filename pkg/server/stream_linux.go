@@ -49,8 +49,11 @@ func (st *stream) bind(fd int) {
 	st.eof = false
 }
 
-// Read reads from the socket, waiting for readiness under the read deadline.
-func (st *stream) Read(p []byte) (int, error) {
+// errWouldBlock is readOnce's EAGAIN.
+var errWouldBlock = errors.New("server: would block")
+
+// readOnce reads once: bytes, io.EOF, errWouldBlock or another error. EINTR is retried.
+func (st *stream) readOnce(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -65,8 +68,19 @@ func (st *stream) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		case err == unix.EINTR:
 			continue
-		case err != unix.EAGAIN:
-			return 0, err
+		case err == unix.EAGAIN:
+			return 0, errWouldBlock
+		}
+		return 0, err
+	}
+}
+
+// Read reads from the socket, waiting for readiness under the read deadline.
+func (st *stream) Read(p []byte) (int, error) {
+	for {
+		n, err := st.readOnce(p)
+		if err != errWouldBlock {
+			return n, err
 		}
 		if st.idle && st.srv.closing.Load() {
 			return 0, errDrainIdle

@@ -247,16 +247,14 @@ func (w *worker) unbind(i int32) {
 		w.release(i, ReasonUnbound, false)
 		return
 	}
+	// From here on the poller wakes the TakenStream, not this worker, which goes back to the queue.
 	s.mu.Lock()
-	gen := s.slots[i].gen
+	sl := &s.slots[i]
+	t := newTakenStream(s, i, sl.gen, int(sl.fd))
+	sl.taken = t
+	sl.state = slotUnbound
 	s.mu.Unlock()
-	release := func() { s.releaseUnbound(i, gen) }
-	(*h)(w.id, &w.st, release)
-	s.mu.Lock()
-	if sl := &s.slots[i]; sl.gen == gen && sl.state == slotServing {
-		sl.state = slotUnbound
-	}
-	s.mu.Unlock()
+	(*h)(w.id, t, func() { t.Close() })
 }
 
 // releaseUnbound closes a socket taken over from HTTP, once.

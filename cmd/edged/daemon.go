@@ -1,0 +1,338 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edged/edged/internal/metrics"
+	"github.com/edged/edged/internal/routes"
+	"github.com/edged/edged/internal/static"
+	"github.com/edged/edged/internal/statuspage"
+	"github.com/edged/edged/internal/topics"
+	"github.com/edged/edged/pkg/server"
+	"github.com/edged/edged/pkg/ws"
+)
+
+// Sizes of the optional metrics listener (--metrics-listen): a scrape at a time is plenty.
+const (
+	metricsWorkers = 1
+	metricsQueue   = 4
+	// slotBytes is what one socket-queue slot costs in pkg/server: the slot, its queue entry and its
+	// share of the event array.
+	slotBytes = 128
+)
+
+// budget is the memory the configured pools can ever use (CONTRACT D8), by part.
+type budget struct {
+	workers, slots, routes, sessions, topics, metrics, metricsListener int64
+}
+
+func (b budget) total() int64 {
+	return b.workers + b.slots + b.routes + b.sessions + b.topics + b.metrics + b.metricsListener
+}
+
+// parts returns the budget as key/value pairs, for `edged check` and the start-up line.
+func (b budget) parts() []slog.Attr {
+	return []slog.Attr{
+		slog.Int64("memory_budget", b.total()),
+		slog.Int64("budget_workers", b.workers),
+		slog.Int64("budget_slots", b.slots),
+		slog.Int64("budget_routes", b.routes),
+		slog.Int64("budget_websocket", b.sessions),
+		slog.Int64("budget_topics", b.topics),
+		slog.Int64("budget_metrics", b.metrics+b.metricsListener),
+	}
+}
+
+// poolConfig returns the WebSocket session pool of s.
+func (s *settings) poolConfig() ws.PoolConfig {
+	return ws.PoolConfig{
+		MaxSessions:  s.wsMaxConns,
+		Conn:         ws.Config{MaxMessage: int(s.wsMaxMessage)},
+		PingInterval: s.wsPingInterval,
+		WriteTimeout: s.ioTimeout,
+	}
+}
+
+func (s *settings) topicsConfig() topics.Config {
+	return topics.Config{MaxTopics: s.topicsMax, MaxValueBytes: int(s.topicMaxBytes)}
+}
+
+// queueSlots returns the number of sockets the main server may hold: Q, or P in accept mode.
+func (s *settings) queueSlots() int {
+	if s.socketQueue == 0 {
+		return s.workers
+	}
+	return s.socketQueue
+}
+
+// memoryBudget computes the budget of s without allocating any of it.
+func (s *settings) memoryBudget() budget {
+	cc := s.connConfig()
+	b := budget{
+		workers:  int64(s.workers) * int64(cc.BufferBytes()),
+		slots:    int64(s.queueSlots()) * slotBytes,
+		sessions: int64(s.poolConfig().BufferBytes()),
+		topics:   int64(s.topicsConfig().BufferBytes()),
+		metrics:  int64(s.workers) * int64(metrics.WorkerBytes),
+	}
+	rc := routes.Config{Workers: s.workers, EnableEcho: s.enableEcho, EchoBuffer: s.bufferSize}
+	b.routes = int64(rc.BufferBytes()) + int64(s.workers)*s.topicMaxBytes
+	if s.metricsListen != "" {
+		b.metricsListener = metricsWorkers*int64(cc.BufferBytes()) + metricsQueue*slotBytes
+	}
+	return b
+}
+
+// checkBudget refuses a configuration above --memory-limit (CONTRACT D8).
+func (s *settings) checkBudget() error {
+	if b := s.memoryBudget().total(); s.memoryLimit > 0 && b > s.memoryLimit {
+		return &usageError{fmt.Sprintf("invalid --memory-limit: the configured pools need %.1f MiB (%d bytes), above the limit of %d bytes",
+			float64(b)/(1<<20), b, s.memoryLimit)}
+	}
+	return nil
+}
+
+// daemon is edged assembled from its settings.
+type daemon struct {
+	s        *settings
+	log      *slog.Logger
+	hub      *topics.Hub
+	pool     *ws.Pool
+	metrics  *metrics.Metrics
+	main     *server.Server
+	metricsS *server.Server // nil without --metrics-listen
+	static   *static.Root
+	budget   budget
+}
+
+// listeners are sockets handed over by systemd (CONTRACT S12), by role.
+type listeners struct {
+	main, metrics []int
+}
+
+// build allocates every pool and binds the listeners.
+func build(s *settings, log *slog.Logger, inherited listeners) (*daemon, error) {
+	d := &daemon{s: s, log: log, budget: s.memoryBudget()}
+	if s.webroot != "" {
+		root, err := static.New(s.webroot)
+		if err != nil {
+			return nil, &usageError{fmt.Sprintf("invalid --webroot: %v", err)}
+		}
+		d.static = root
+	}
+	d.hub = topics.New(s.topicsConfig())
+	d.pool = ws.NewPool(s.poolConfig())
+	reg := prometheus.NewRegistry()
+	var mainSrv *server.Server
+	d.metrics = metrics.New(reg, s.workers, d.budget.total(), version, metrics.Sources{
+		Server: func() server.Stats {
+			if mainSrv == nil {
+				return server.Stats{}
+			}
+			return mainSrv.Stats()
+		},
+		WebSocket: func() (int, uint64, uint64) {
+			in, out := d.pool.Messages()
+			return d.pool.Active(), in, out
+		},
+		Topics: d.hub.Len,
+	})
+	var gatherer prometheus.Gatherer = reg
+	if s.metricsListen != "" {
+		gatherer = nil // served by the metrics listener only
+	}
+	router := routes.New(routes.Config{
+		Workers:    s.workers,
+		EchoBuffer: s.bufferSize,
+		EnableEcho: s.enableEcho,
+		Metrics:    gatherer,
+		Hub:        d.hub,
+		Pool:       d.pool,
+		Upgrade:    &ws.UpgradeOptions{AllowedOrigins: s.origins()},
+		Static:     d.static,
+	})
+	srv, err := server.New(server.Config{
+		Listen:            s.listen,
+		Listeners:         inherited.main,
+		Workers:           s.workers,
+		SocketQueue:       s.socketQueue,
+		Backlog:           s.backlog,
+		ParkIdle:          s.parkIdle,
+		EvictIdle:         s.evictIdle,
+		MaxConnsPerClient: s.maxConnsPerClient,
+		ShutdownGrace:     s.shutdownGrace,
+		Conn:              s.connConfig(),
+		Observer:          d.metrics,
+		Logger:            log,
+	}, router)
+	if err != nil {
+		return nil, serverError("--listen", s.listen, err)
+	}
+	srv.SetUnboundHandler(router.Unbound)
+	mainSrv, d.main = srv, srv
+	if s.metricsListen != "" {
+		mrouter := routes.New(routes.Config{Workers: metricsWorkers, Metrics: reg})
+		d.metricsS, err = server.New(server.Config{
+			Listen:        s.metricsListen,
+			Listeners:     inherited.metrics,
+			Workers:       metricsWorkers,
+			SocketQueue:   metricsQueue,
+			Backlog:       s.backlog,
+			ParkIdle:      true,
+			EvictIdle:     true,
+			ShutdownGrace: s.shutdownGrace,
+			Conn:          s.connConfig(),
+			Logger:        log,
+		}, mrouter)
+		if err != nil {
+			d.main.Shutdown(context.Background())
+			return nil, serverError("--metrics-listen", s.metricsListen, err)
+		}
+	}
+	return d, nil
+}
+
+func serverError(flag, addr string, err error) error {
+	if errors.As(err, new(*server.BindError)) {
+		return &exitError{exitBind, fmt.Errorf("cannot listen on %s %s: %w", flag, addr, err)}
+	}
+	if errors.Is(err, server.ErrInvalidConfig) {
+		return &exitError{exitUsage, err}
+	}
+	return &exitError{exitFail, fmt.Errorf("cannot start: %w", err)}
+}
+
+// run serves until ctx is cancelled, then drains: servers stop accepting and finish their requests,
+// WebSocket sessions get close 1001 (CONTRACT S9, D7).
+func (d *daemon) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	serveOne := func(srv *server.Server) {
+		defer wg.Done()
+		if err := srv.Serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errs <- err
+		}
+	}
+	wg.Add(1)
+	go serveOne(d.main)
+	if d.metricsS != nil {
+		wg.Add(1)
+		go serveOne(d.metricsS)
+	}
+	stopStatus := d.publishStatus(ctx)
+	<-ctx.Done()
+	stopStatus()
+	grace := make(chan struct{})
+	timer := time.AfterFunc(d.s.shutdownGrace, func() { close(grace) })
+	d.pool.Shutdown(grace)
+	timer.Stop()
+	wg.Wait()
+	if d.static != nil {
+		d.static.Close()
+	}
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// publishStatus publishes a JSON snapshot on the status topic every second, for the built-in status
+// page (CONTRACT D3). It returns a function that stops it.
+func (d *daemon) publishStatus(ctx context.Context) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		var (
+			buf       []byte
+			lastReqs  uint64
+			lastTime  = time.Now()
+			name      = []byte(statuspage.Topic)
+			ctypeJSON = []byte("application/json")
+		)
+		for {
+			now := time.Now()
+			reqs := d.metrics.RequestsTotal()
+			rps := float64(reqs-lastReqs) / now.Sub(lastTime).Seconds()
+			lastReqs, lastTime = reqs, now
+			buf = d.statusJSON(buf[:0], rps, reqs)
+			if _, err := d.hub.Publish(name, ctypeJSON, false, buf); err != nil {
+				d.log.Debug("status topic not published", "error", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// statusJSON appends the status snapshot to b.
+func (d *daemon) statusJSON(b []byte, rps float64, reqs uint64) []byte {
+	st := d.main.Stats()
+	in, out := d.pool.Messages()
+	num := func(b []byte, k string, v int64) []byte {
+		b = strconv.AppendQuote(b, k)
+		b = append(b, ':')
+		return strconv.AppendInt(b, v, 10)
+	}
+	b = append(b, `{"rps":`...)
+	b = strconv.AppendFloat(b, rps, 'f', 1, 64)
+	b = append(b, ',')
+	b = num(b, "connections_active", int64(st.SocketsOpen))
+	b = append(b, ',')
+	b = num(b, "workers_busy", int64(st.WorkersBusy))
+	b = append(b, ',')
+	b = num(b, "socket_queue_length", int64(st.SocketQueueLength))
+	b = append(b, ',')
+	b = num(b, "sockets_parked", int64(st.SocketsParked))
+	b = append(b, ',')
+	b = num(b, "websocket_sessions", int64(d.pool.Active()))
+	b = append(b, `,"totals":{`...)
+	b = num(b, "requests", int64(reqs))
+	b = append(b, ',')
+	b = num(b, "connections_accepted", int64(st.ConnectionsAccepted))
+	b = append(b, ',')
+	b = num(b, "websocket_messages_in", int64(in))
+	b = append(b, ',')
+	b = num(b, "websocket_messages_out", int64(out))
+	b = append(b, ',')
+	b = num(b, "topics", int64(d.hub.Len()))
+	b = append(b, `},"build":{`...)
+	b = appendPair(b, "version", version, true)
+	b = appendPair(b, "commit", commit, true)
+	b = appendPair(b, "go", runtime.Version(), true)
+	b = appendPair(b, "arch", runtime.GOOS+"/"+runtime.GOARCH, false)
+	b = append(b, `},"config":{`...)
+	for i, a := range d.s.attrs() {
+		b = appendPair(b, a.Key, a.Value.String(), i < len(d.s.attrs())-1)
+	}
+	b = append(b, ',')
+	b = num(b, "memory_budget", d.budget.total())
+	return append(b, "}}"...)
+}
+
+func appendPair(b []byte, k, v string, comma bool) []byte {
+	b = strconv.AppendQuote(b, k)
+	b = append(b, ':')
+	b = strconv.AppendQuote(b, v)
+	if comma {
+		b = append(b, ',')
+	}
+	return b
+}

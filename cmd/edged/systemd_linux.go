@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	sdnotify "github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
+)
+
+// notifyReady sends READY=1 to systemd (CONTRACT D7) and, when the unit sets WatchdogSec, WATCHDOG=1 at
+// half the interval until the returned function is called. Without NOTIFY_SOCKET it does nothing.
+func notifyReady(ctx context.Context, log *slog.Logger) (stop func()) {
+	if _, err := sdnotify.SdNotify(false, sdnotify.SdNotifyReady); err != nil {
+		log.Warn("sd_notify READY failed", "error", err)
+	}
+	interval, err := sdnotify.SdWatchdogEnabled(false)
+	if err != nil || interval <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval / 2)
+		defer t.Stop()
+		for {
+			sdnotify.SdNotify(false, sdnotify.SdNotifyWatchdog)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// notifyStopping sends STOPPING=1 to systemd when the drain starts (CONTRACT D7).
+func notifyStopping() {
+	sdnotify.SdNotify(false, sdnotify.SdNotifyStopping)
+}
+
+// inheritedListeners adopts the listening sockets of systemd socket activation (CONTRACT S12): the one
+// named "metrics" (FileDescriptorName=metrics) serves --metrics-listen, every other one the main
+// listener. Without LISTEN_FDS it returns none and edged binds --listen itself.
+func inheritedListeners(log *slog.Logger) (listeners, error) {
+	var l listeners
+	files := activation.Files(true)
+	for _, f := range files {
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return l, fmt.Errorf("socket activation: duplicate fd %d: %w", f.Fd(), err)
+		}
+		name := f.Name()
+		f.Close()
+		if name == "metrics" {
+			l.metrics = append(l.metrics, fd)
+		} else {
+			l.main = append(l.main, fd)
+		}
+		log.Info("adopted listening socket from systemd", "name", name, "fd", fd)
+	}
+	return l, nil
+}

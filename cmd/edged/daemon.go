@@ -168,6 +168,7 @@ func build(s *settings, log *slog.Logger, inherited listeners) (*daemon, error) 
 		Backlog:           s.backlog,
 		ParkIdle:          s.parkIdle,
 		EvictIdle:         s.evictIdle,
+		EvictMinIdle:      s.evictMinIdle,
 		MaxConnsPerClient: s.maxConnsPerClient,
 		ShutdownGrace:     s.shutdownGrace,
 		Conn:              s.connConfig(),

@@ -33,6 +33,7 @@ type settings struct {
 	backlog           int
 	parkIdle          bool
 	evictIdle         bool
+	evictMinIdle      time.Duration
 	maxConnsPerClient int
 	keepAliveTimeout  time.Duration
 	headerTimeout     time.Duration
@@ -66,6 +67,7 @@ func defaultSettings() settings {
 		backlog:           128,
 		parkIdle:          true,
 		evictIdle:         true,
+		evictMinIdle:      time.Second,
 		maxConnsPerClient: 0,
 		keepAliveTimeout:  conn.DefaultKeepAliveTimeout,
 		headerTimeout:     conn.DefaultHeaderTimeout,
@@ -96,6 +98,7 @@ func (s *settings) register(fs *pflag.FlagSet) {
 	fs.Var(&intValue{&s.backlog, 1, 0}, "backlog", "kernel listen backlog")
 	boolVar(fs, &s.parkIdle, "park-idle", "hand idle keep-alive sockets back to epoll (socket-queue mode)")
 	boolVar(fs, &s.evictIdle, "evict-idle", "close the longest-idle parked socket when a new client waits")
+	fs.Var(&durationValue{&s.evictMinIdle}, "evict-min-idle", "idle time before a parked socket may be evicted (stops clients evicting each other under load)")
 	fs.Var(&intValue{&s.maxConnsPerClient, 0, 0}, "max-conns-per-client", "sockets per IPv4 address or IPv6 /64 (0 = no limit)")
 	fs.Var(&durationValue{&s.keepAliveTimeout}, "keepalive-timeout", "idle time allowed before a request's first byte")
 	fs.Var(&durationValue{&s.headerTimeout}, "header-timeout", "time allowed for a whole request head, from its first byte")
@@ -182,6 +185,7 @@ func (s *settings) attrs() []slog.Attr {
 		slog.Int("backlog", s.backlog),
 		slog.Bool("park_idle", s.parkIdle),
 		slog.Bool("evict_idle", s.evictIdle),
+		slog.String("evict_min_idle", s.evictMinIdle.String()),
 		slog.Int("max_conns_per_client", s.maxConnsPerClient),
 		slog.String("keepalive_timeout", s.keepAliveTimeout.String()),
 		slog.String("header_timeout", s.headerTimeout.String()),

@@ -29,6 +29,12 @@ type Config struct {
 	// EvictIdle closes the longest-idle parked socket when all Q slots are taken and a new client waits
 	// (CONTRACT S13). Queue mode with ParkIdle only.
 	EvictIdle bool
+	// EvictMinIdle is how long a parked socket must have been idle before it may be evicted. Under a
+	// load of more clients than slots, every parked socket is only microseconds idle: without a
+	// minimum, new clients would evict each other's connections between requests (thrashing). With
+	// one, the extra clients wait in the backlog as S4's plain bound says, and a socket that really sits
+	// idle still gives way. 0 is no minimum; the daemon's default is 1s (--evict-min-idle).
+	EvictMinIdle time.Duration
 	// MaxConnsPerClient bounds the sockets of one IPv4 address or IPv6 /64 (CONTRACT S14). 0 is no limit.
 	MaxConnsPerClient int
 	// ShutdownGrace bounds the graceful drain of a shutdown (CONTRACT S9). Default 10s.

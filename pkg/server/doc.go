@@ -72,14 +72,20 @@
 // last response, or from its accept. When the listener is readable, no slot is free, eviction is on and
 // sockets are parked, the head of the list is closed with reason "evicted" and its slot accepts the new
 // client (CONTRACT S13). Since an edge on the listener may be stale, poll(2) confirms that a connection
-// really waits before an idle socket is closed for it.
+// really waits before an idle socket is closed for it. A socket is evicted only once it has been idle for
+// Config.EvictMinIdle (the daemon's default is 1s): under more busy clients than slots every parked
+// socket is idle for microseconds between requests, and without that minimum the clients would evict
+// each other's connections after every response. The poller wakes when the head reaches that age.
+//
+// An unbound socket (taken over for WebSocket) keeps its slot; the poller wakes its TakenStream instead
+// of a worker, and at the end of the grace period shuts it down so that its session ends and closes it.
 //
 // Sockets being served are timed by their worker: conn sets the deadlines through the stream.
 //
 // # Closing
 //
-// A descriptor is closed only by its owner: the serving worker, or the poller for parked, lingering and
-// unbound ones. After Connection: close, a protocol error or a handler error the worker shuts the socket
+// A descriptor is closed only by its owner: the serving worker, the poller for parked and lingering
+// ones, and the session (TakenStream.Close) for unbound ones. After Connection: close, a protocol error or a handler error the worker shuts the socket
 // down for writing and hands the slot to the poller in the lingering state; the poller reads and
 // discards what the peer still sends, up to 64 KiB and 2 s, then closes, so that the peer reads the
 // response rather than a reset (CONTRACT S8). A peer that closed first, an idle timeout and an I/O

@@ -123,7 +123,11 @@ func (s *Server) poll() error {
 func (s *Server) timeoutLocked(now int64) int {
 	next := int64(math.MaxInt64)
 	if s.parked.n > 0 {
-		next = min(next, s.slots[s.parked.head].since+s.keepAlive)
+		head := s.slots[s.parked.head].since
+		next = min(next, head+s.keepAlive)
+		if s.acceptWaiting && s.evicting && !s.draining {
+			next = min(next, head+s.evictMin) // a waiting client may evict the head then (S13)
+		}
 	}
 	if s.lingering.n > 0 {
 		next = min(next, s.slots[s.lingering.head].since)
@@ -284,7 +288,7 @@ func (s *Server) acceptAll(now int64) {
 // acceptOne accepts one socket into a free slot. It reports whether to go on accepting.
 func (s *Server) acceptOne(ln *listener, now int64) bool {
 	s.mu.Lock()
-	i := s.takeSlotLocked(ln)
+	i := s.takeSlotLocked(ln, now)
 	s.mu.Unlock()
 	if i == noSlot {
 		return false
@@ -310,11 +314,17 @@ func (s *Server) acceptOne(ln *listener, now int64) bool {
 // takeSlotLocked pops an armed slot. With none free it evicts the longest-idle parked socket, if a
 // client really waits (CONTRACT S13); otherwise the connection stays in the backlog until a slot is
 // re-armed.
-func (s *Server) takeSlotLocked(ln *listener) int32 {
+func (s *Server) takeSlotLocked(ln *listener, now int64) int32 {
 	if n := len(s.free); n > 0 {
 		i := s.free[n-1]
 		s.free = s.free[:n-1]
 		return i
+	}
+	if s.evicting && s.parked.n > 0 && s.slots[s.parked.head].since+s.evictMin > now {
+		// Too recently active to evict (Config.EvictMinIdle): try again when it has idled enough;
+		// timeoutLocked wakes the poller then.
+		s.acceptWaiting = true
+		return noSlot
 	}
 	if s.evicting && s.parked.n > 0 {
 		// The edge only says that a client came; poll says whether one still waits, so that no idle
@@ -328,7 +338,7 @@ func (s *Server) takeSlotLocked(ln *listener) int32 {
 		s.nParked.Add(-1)
 		s.obs.Closed(ReasonEvicted)
 		s.closeLocked(i)
-		return s.takeSlotLocked(ln)
+		return s.takeSlotLocked(ln, now)
 	}
 	s.acceptWaiting = true
 	return noSlot

@@ -21,6 +21,7 @@ type Server struct {
 	log       *slog.Logger
 	parking   bool
 	evicting  bool
+	evictMin  int64 // EvictMinIdle in nanoseconds
 	keepAlive int64 // the connections' keep-alive timeout, for parked sockets (CONTRACT S6)
 	base      time.Time
 	addr      string
@@ -125,6 +126,7 @@ func New(cfg Config, h conn.Handler) (*Server, error) {
 		log:       cfg.Logger,
 		parking:   cfg.ParkIdle,
 		evicting:  cfg.EvictIdle,
+		evictMin:  int64(max(cfg.EvictMinIdle, 0)),
 		base:      time.Now(),
 		addr:      lns[0].addr,
 		lns:       lns,

@@ -119,6 +119,28 @@
 // The bytes read past the upgrade request are those Unbind returned to the HTTP handler: conn exposes
 // them nowhere else, so the UnboundHandler does not receive them.
 //
+// # Departures from the engine sketch
+//
+//   - Accept mode is queue mode with Q = P, parking and eviction off (see Run modes); the poller
+//     accepts for the workers instead of each worker accepting into its own slot.
+//   - Sockets are registered with EPOLLOUT as well: a write that meets a full socket waits for the
+//     EPOLLOUT edge. Only readable edges set pendingIn, so write-space edges do not defeat parking.
+//   - With pendingIn set, parking peeks (recv with MSG_PEEK, one byte into the worker's scratch byte)
+//     rather than reading: bytes read here would have to go into conn's buffer, which the server
+//     cannot reach.
+//   - Eviction first confirms with poll(2) that a client waits, so that a stale listener edge never
+//     closes an idle socket for nothing.
+//   - Slot transitions take one mutex instead of per-slot atomics: the critical sections are a few
+//     field updates, uncontended in the common case, and a single lock makes park-versus-event and
+//     close-versus-force-close easy to get right under -race.
+//   - An accept back-off is retried when its timer ends, not on the next listener edge, which does
+//     not repeat for connections already waiting in the backlog.
+//   - The force-close at the end of the grace period shuts worker-owned sockets down (shutdown(2))
+//     instead of closing them, so that the owner still closes each descriptor exactly once.
+//   - Observer.Closed is reported when the server decides to close, before a lingering drain.
+//   - The peer address is fetched only when the per-client limit is on, by accept4 into a reused
+//     buffer: x/sys's Accept4 allocates a Sockaddr per connection.
+//
 // # Concurrency contract
 //
 // New, then Serve once, on the goroutine that becomes the poller. Shutdown, Stats, Addr and

@@ -132,12 +132,8 @@ func (s *Server) timeoutLocked(now int64) int {
 	if s.lingering.n > 0 {
 		next = min(next, s.slots[s.lingering.head].since)
 	}
-	if !s.draining && s.backoffUntil > now {
-		for i := range s.lns {
-			if s.lns[i].pending {
-				next = min(next, s.backoffUntil)
-			}
-		}
+	if s.retryAccept && !s.draining {
+		next = min(next, s.backoffUntil) // possibly past already: then poll without blocking
 	}
 	if s.draining {
 		if s.forced {
@@ -279,6 +275,7 @@ func (s *Server) acceptAll(now int64) {
 	if now < s.backoffUntil {
 		return
 	}
+	s.retryAccept = false
 	for li := range s.lns {
 		for s.lns[li].pending && s.acceptOne(&s.lns[li], now) {
 		}
@@ -375,6 +372,7 @@ func (s *Server) acceptFailed(ln *listener, err error, now int64) bool {
 		s.backoff = min(2*s.backoff, maxBackoff)
 	}
 	s.backoffUntil = now + int64(s.backoff)
+	s.retryAccept = true
 	s.obs.AcceptError(err)
 	if now-s.lastErrLog >= int64(time.Second) {
 		s.lastErrLog = now

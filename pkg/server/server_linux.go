@@ -38,6 +38,7 @@ type Server struct {
 	accept       func(lfd int) (int, error) // accept4; replaced in tests to inject errors
 	backoff      time.Duration
 	backoffUntil int64
+	retryAccept  bool // a back-off is running: accept again when it ends, edge or not
 	lastErrLog   int64
 	graceEnd     int64
 	forceEnd     int64

@@ -13,6 +13,9 @@ import (
 // errors.ErrUnsupported, so that the module builds and its portable packages test anywhere.
 type Server struct{}
 
+// TakenStream is a socket taken over from HTTP; it exists on Linux only (see the Linux documentation).
+type TakenStream struct{}
+
 // UnboundHandler receives a socket taken over from HTTP (see the Linux documentation).
 type UnboundHandler func(worker int, st conn.Stream, release func())
 

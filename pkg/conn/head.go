@@ -121,24 +121,20 @@ func (c *Connection) readHead() error {
 // fillHead reads more head bytes. The first byte is awaited under the keep-alive timeout; from the first
 // byte on, the whole head must arrive within the head timeout (CONTRACT S6).
 func (c *Connection) fillHead(limit int, started bool) error {
-	now := time.Now()
 	if !started {
-		c.s.SetReadDeadline(now.Add(c.cfg.KeepAliveTimeout))
+		c.s.SetReadDeadline(time.Now().Add(c.cfg.KeepAliveTimeout))
 	} else if c.headDeadline.IsZero() {
-		c.headDeadline = now.Add(c.cfg.HeaderTimeout)
-		c.s.SetReadDeadline(c.headDeadline)
+		c.startHead(time.Now())
 	}
 	n, err := c.s.Read(c.rbuf[c.w:limit])
 	if n > 0 {
-		if c.w == 0 && c.stats.Start.IsZero() {
-			c.stats.Start = now
+		if c.headDeadline.IsZero() {
+			// The first byte is here: the head deadline and the exchange's duration count from now,
+			// not from when the wait began (CONTRACT S6).
+			c.startHead(time.Now())
 		}
 		c.w += n
 		c.stats.Received += int64(n)
-		if c.headDeadline.IsZero() {
-			c.headDeadline = now.Add(c.cfg.HeaderTimeout)
-			c.s.SetReadDeadline(c.headDeadline)
-		}
 		return nil
 	}
 	if err == nil {
@@ -155,6 +151,15 @@ func (c *Connection) fillHead(limit int, started bool) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
+}
+
+// startHead starts the head deadline and the exchange's clock at the head's first byte.
+func (c *Connection) startHead(now time.Time) {
+	c.headDeadline = now.Add(c.cfg.HeaderTimeout)
+	c.s.SetReadDeadline(c.headDeadline)
+	if c.stats.Start.IsZero() {
+		c.stats.Start = now
+	}
 }
 
 // parseHeaderLine checks one header line and records what the framing needs (CONTRACT H5-H8).

@@ -14,6 +14,9 @@ type header struct {
 	name, value []byte
 }
 
+// pastDeadline makes a Stream read return at once when no byte is there, instead of waiting.
+var pastDeadline = time.Unix(1, 0)
+
 // slashPath is the path of an absolute-form target without one (RFC 9112 3.2.2).
 var slashPath = []byte("/")
 
@@ -122,6 +125,22 @@ func (c *Connection) readHead() error {
 // byte on, the whole head must arrive within the head timeout (CONTRACT S6).
 func (c *Connection) fillHead(limit int, started bool) error {
 	if !started {
+		// Usually the socket is readable (a parked socket is handed to a worker when it is): try
+		// without waiting first, which needs no clock read, then wait under the keep-alive timeout.
+		c.s.SetReadDeadline(pastDeadline)
+		n, err := c.s.Read(c.rbuf[c.w:limit])
+		if n > 0 {
+			c.startHead(time.Now())
+			c.w += n
+			c.stats.Received += int64(n)
+			return nil
+		}
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			if err == io.EOF {
+				return io.EOF
+			}
+			return err
+		}
 		c.s.SetReadDeadline(time.Now().Add(c.cfg.KeepAliveTimeout))
 	} else if c.headDeadline.IsZero() {
 		c.startHead(time.Now())

@@ -155,6 +155,8 @@ func (c *Connection) SetContentLength(n int64) {
 func (c *Connection) WriteHeader(code int) error { return c.WriteHeaderReason(code, "") }
 
 // WriteHeaderReason commits the status code with the given reason phrase ("" for the standard one).
+// The handler deadline is checked when the response is flushed: past it, a response whose head has not
+// gone out is replaced by 503, and Flush, Write and Reply return ErrHandlerTimeout once they flush.
 func (c *Connection) WriteHeaderReason(code int, reason string) error {
 	r := &c.resp
 	if c.state != StateRequest {
@@ -173,9 +175,6 @@ func (c *Connection) WriteHeaderReason(code int, reason string) error {
 		if b := reason[i]; b < 0x20 && b != '\t' || b == 0x7f {
 			return c.refuse(ErrBadStatus)
 		}
-	}
-	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
-		return c.refuse(ErrHandlerTimeout) // CONTRACT S6: answered with 503
 	}
 	if code < 200 && code != 101 {
 		return c.sendInterim(code, reason)
@@ -341,6 +340,15 @@ func (c *Connection) flush(final bool) error {
 		return r.err
 	}
 	start := headReserve
+	// One clock read per flush: the handler deadline, the Date header, the write deadline and the
+	// exchange's end.
+	now := time.Now()
+	c.flushedAt = now
+	if !c.deadline.IsZero() && !now.Before(c.deadline) {
+		// CONTRACT S6: past the handler deadline a response not started is answered 503 (finish),
+		// and one that started is cut.
+		return c.refuse(ErrHandlerTimeout)
+	}
 	if !r.headSent {
 		// CONTRACT H12: drain the unread request body before the head of a complete response goes
 		// out. A handler that flushes earlier may still be reading the body (streaming, echo), so its
@@ -349,7 +357,7 @@ func (c *Connection) flush(final bool) error {
 			c.closeAfter = true
 		}
 		c.chooseFraming(final)
-		h := c.appendHead(r.hbuf[:0])
+		h := c.appendHead(r.hbuf[:0], now)
 		if r.framing == framingChunked && r.n > headReserve {
 			start = c.prependChunkSize(start)
 		}
@@ -372,8 +380,12 @@ func (c *Connection) flush(final bool) error {
 	if end == start {
 		return nil
 	}
-	if err := c.writeRaw(r.wbuf[start:end]); err != nil {
-		return c.refuse(err)
+	d := now.Add(c.cfg.IOTimeout)
+	if !c.deadline.IsZero() && c.deadline.Before(d) {
+		d = c.deadline
+	}
+	if err := c.writeDeadline(r.wbuf[start:end], d); err != nil {
+		return c.refuse(c.timeoutError(err, d))
 	}
 	return nil
 }
@@ -415,13 +427,13 @@ func (c *Connection) chooseFraming(final bool) {
 }
 
 // appendHead appends the status line and headers (CONTRACT H13, H15).
-func (c *Connection) appendHead(h []byte) []byte {
+func (c *Connection) appendHead(h []byte, now time.Time) []byte {
 	r := &c.resp
 	h = c.appendStatusLine(h, r.code, r.reason)
 	h = append(h, r.arena...)
 	if !r.dateSet {
 		h = append(h, "Date: "...)
-		h = append(h, c.httpDate(time.Now())...)
+		h = append(h, c.httpDate(now)...)
 		h = append(h, "\r\n"...)
 	}
 	code := r.code

@@ -51,8 +51,9 @@ type Connection struct {
 	// The response: see response.go.
 	resp response
 
-	closing    bool // graceful shutdown: every response closes
-	closeAfter bool // this exchange ends the connection
+	flushedAt  time.Time // clock read of the last flush: the end of the exchange
+	closing    bool      // graceful shutdown: every response closes
+	closeAfter bool      // this exchange ends the connection
 	deadline   time.Time
 	stats      ExchangeStats
 
@@ -154,6 +155,8 @@ func (c *Connection) Serve(taskID int, h Handler) (keepAlive bool, err error) {
 	c.beginExchange()
 	if err := c.readHead(); err != nil {
 		c.state = StateClosed
+		// The method is known once the request line has been read: a refused GET counts as a GET.
+		c.stats.Method = c.method
 		var pe *ProtocolError
 		if errors.As(err, &pe) {
 			c.stats.Status = pe.Code
@@ -163,7 +166,11 @@ func (c *Connection) Serve(taskID int, h Handler) (keepAlive bool, err error) {
 		return false, err
 	}
 	if c.stats.Start.IsZero() {
-		c.stats.Start = time.Now()
+		// A pipelined head was already buffered: it waited since the previous response went out.
+		c.stats.Start = c.flushedAt
+		if c.stats.Start.IsZero() {
+			c.stats.Start = time.Now()
+		}
 	}
 	c.stats.Method = c.method
 	c.deadline = c.stats.Start.Add(c.cfg.HandlerTimeout)
@@ -189,9 +196,14 @@ func (c *Connection) beginExchange() {
 }
 
 func (c *Connection) endStats() {
-	if !c.stats.Start.IsZero() {
-		c.stats.Duration = time.Since(c.stats.Start)
+	if c.stats.Start.IsZero() {
+		return
 	}
+	end := c.flushedAt
+	if end.Before(c.stats.Start) {
+		end = time.Now()
+	}
+	c.stats.Duration = end.Sub(c.stats.Start)
 }
 
 // callHandler runs h, turning a panic into a *PanicError (CONTRACT H17).
@@ -230,6 +242,12 @@ func (c *Connection) finish(herr error) (bool, error) {
 	}
 	if err := c.endResponse(); err != nil {
 		c.state = StateClosed
+		if !c.resp.headSent {
+			// Refused before its head went out: the handler deadline passed (503).
+			code := StatusCode(err)
+			c.stats.Status = code
+			c.sendError(code)
+		}
 		return false, err
 	}
 	if c.closeAfter {

@@ -15,6 +15,20 @@ TEST_PACKAGES=(
 	apache2-utils
 	shellcheck
 	gcc
+	prometheus
+	chromium
+	strace
+	node-ws
+	python3-websockets
+	# Packaging, units and ARM (scripts/test-systemd.sh, scripts/test-packages.sh, make test-arm):
+	# systemd-analyze and systemd-socket-activate, man(1) for verify's Documentation= check, the
+	# package checks, the maintainer scripts' tools in the install test, and qemu-user.
+	systemd
+	man-db
+	lintian
+	adduser
+	init-system-helpers
+	qemu-user-static
 )
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

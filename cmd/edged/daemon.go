@@ -320,8 +320,9 @@ func (d *daemon) statusJSON(b []byte, rps float64, reqs uint64) []byte {
 	b = appendPair(b, "go", runtime.Version(), true)
 	b = appendPair(b, "arch", runtime.GOOS+"/"+runtime.GOARCH, false)
 	b = append(b, `},"config":{`...)
-	for i, a := range d.s.attrs() {
-		b = appendPair(b, a.Key, a.Value.String(), i < len(d.s.attrs())-1)
+	attrs := d.s.attrs() // once: it builds the list afresh
+	for i, a := range attrs {
+		b = appendPair(b, a.Key, a.Value.String(), i < len(attrs)-1)
 	}
 	b = append(b, ',')
 	b = num(b, "memory_budget", d.budget.total())

@@ -113,7 +113,7 @@ func (s *settings) register(fs *pflag.FlagSet) {
 	fs.Var(&stringValue{&s.wsOrigins}, "ws-allowed-origins", "comma-separated Origins allowed besides same-origin (scheme://host[:port], or *)")
 	fs.Var(&intValue{&s.topicsMax, 1, 1 << 20}, "topics-max", "topics at most")
 	fs.Var(&sizeValue{&s.topicMaxBytes}, "topic-max-bytes", "largest retained topic value (bytes or a size)")
-	fs.Var(&webrootValue{&s.webroot}, "webroot", "serve files from this directory (default: the built-in status page at /)")
+	fs.Var(&webrootValue{&s.webroot}, "webroot", "serve files from this directory instead of the built-in status page")
 	fs.Var(&optionalListenValue{&s.metricsListen}, "metrics-listen", "serve /metrics on this address instead of the main listener")
 	fs.Var(&optionalSizeValue{&s.memoryLimit}, "memory-limit", "refuse a configuration whose memory budget exceeds this (bytes or a size; 0 = no limit)")
 	fs.Var(&durationValue{&s.shutdownGrace}, "shutdown-grace", "time allowed for requests in flight after SIGTERM or SIGINT")
@@ -122,7 +122,52 @@ func (s *settings) register(fs *pflag.FlagSet) {
 
 	fs.VisitAll(func(f *pflag.Flag) {
 		f.Usage += " [$" + envName(f.Name) + "]"
+		// pflag leaves out defaults that look like zero values; --help shows every default (CONTRACT D2).
+		switch f.DefValue {
+		case "":
+			f.Usage += " (default none)"
+		case "0", "false":
+			f.Usage += " (default " + f.DefValue + ")"
+		}
 	})
+}
+
+// validate checks what no single flag can: --metrics-listen must not take the port of --listen, where
+// the second bind would fail or, worse, share the port.
+func (s *settings) validate() error {
+	if s.metricsListen != "" && listenOverlap(s.listen, s.metricsListen) {
+		return &usageError{fmt.Sprintf("invalid --metrics-listen: %s overlaps --listen %s; give /metrics a port of its own, or leave --metrics-listen empty to serve /metrics on the main listener",
+			s.metricsListen, s.listen)}
+	}
+	return nil
+}
+
+// listenOverlap reports whether two listen addresses (checked by checkListen) would bind the same
+// port on a common address: the same port, not 0, and the same host, or a host that covers the other
+// (empty or [::]: every address; 0.0.0.0: every IPv4 address).
+func listenOverlap(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	na, _ := strconv.ParseUint(pa, 10, 16)
+	nb, _ := strconv.ParseUint(pb, 10, 16)
+	if na != nb || na == 0 {
+		return false
+	}
+	host := func(h string) netip.Addr {
+		if h == "" {
+			return netip.IPv6Unspecified()
+		}
+		if h == "localhost" {
+			return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		}
+		addr, _ := netip.ParseAddr(h)
+		return addr.Unmap()
+	}
+	x, y := host(ha), host(hb)
+	covers := func(w, o netip.Addr) bool {
+		return w == netip.IPv6Unspecified() || (w == netip.IPv4Unspecified() && o.Is4())
+	}
+	return x == y || covers(x, y) || covers(y, x)
 }
 
 // envName returns the environment twin of a flag: --socket-queue -> EDGED_SOCKET_QUEUE.

@@ -65,6 +65,9 @@ func newConfigCmd(use, short string, run func(cmd *cobra.Command, s *settings) e
 			if err := applyEnv(fs, os.Getenv); err != nil {
 				return err
 			}
+			if err := s.validate(); err != nil {
+				return err
+			}
 			return run(cmd, &s)
 		},
 	}

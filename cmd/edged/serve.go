@@ -6,15 +6,27 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
 
 func newServeCmd() *cobra.Command {
-	return newConfigCmd("serve", "Serve HTTP on --listen until SIGTERM or SIGINT",
+	var cpuProfile string
+	cmd := newConfigCmd("serve", "Serve HTTP on --listen until SIGTERM or SIGINT",
 		func(cmd *cobra.Command, s *settings) error {
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return &exitError{exitFail, err}
+				}
+				defer stop()
+			}
 			return serve(cmd.Context(), s, cmd.ErrOrStderr())
 		})
+	cmd.Flags().StringVar(&cpuProfile, debugCPUProfileFlag, "", "write a CPU profile of the run to this file")
+	_ = cmd.Flags().MarkHidden(debugCPUProfileFlag)
+	return cmd
 }
 
 // newLogger returns the daemon's logger: slog to stderr (journald collects it), text or JSON
@@ -27,16 +39,25 @@ func newLogger(s *settings, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// inheritedMetrics stands for --metrics-listen when the metrics listener is a socket from systemd.
+const inheritedMetrics = "systemd:metrics"
+
 // serve builds the daemon, logs the start-up line, tells systemd it is ready, and serves until the first
 // SIGTERM or SIGINT, then drains within --shutdown-grace (CONTRACT D6, D7, S9).
 func serve(ctx context.Context, s *settings, stderr io.Writer) error {
-	if err := s.checkBudget(); err != nil {
-		return err
-	}
 	logger := newLogger(s, stderr)
 	inherited, err := inheritedListeners(logger)
 	if err != nil {
 		return &exitError{exitFail, err}
+	}
+	if len(inherited.metrics) > 0 && s.metricsListen == "" {
+		// CONTRACT S12: a socket systemd names "metrics" serves /metrics on its own, as --metrics-listen
+		// would; the socket unit is then the one place that says so. Otherwise it would be adopted
+		// and never accepted on.
+		s.metricsListen = inheritedMetrics
+	}
+	if err := s.checkBudget(); err != nil {
+		return err
 	}
 	d, err := build(s, logger, inherited)
 	if err != nil {
@@ -69,6 +90,7 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 	}
 	attrs = append(attrs, s.attrs()...)
 	attrs = append(attrs, d.budget.parts()...)
+	attrs = append(attrs, slog.Int64("go_memory_limit", limitMemory(d.budget.total())))
 	logger.LogAttrs(ctx, slog.LevelInfo, "edged started", attrs...)
 	stopNotify := notifyReady(ctx, logger)
 	defer stopNotify()
@@ -78,4 +100,20 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 	}
 	logger.Info("edged stopped")
 	return nil
+}
+
+// runtimeAllowance is what the Go runtime and the daemon's fixed parts (the binary's data, the
+// Prometheus registry, goroutine stacks, the collector's metadata) need besides the pools' budget,
+// with headroom for garbage (scrapes, log records).
+const runtimeAllowance = 12 << 20
+
+// limitMemory sets the Go runtime's soft memory limit to the budget plus runtimeAllowance, unless the
+// environment sets GOMEMLIMIT, and returns the limit in force (CONTRACT D8). The pools are live heap,
+// so the collector's default pacing (GOGC=100) would let garbage grow the heap by as much again before
+// it collects: a 64 MiB topic budget could cost 128 MiB. With the limit the collector runs earlier.
+func limitMemory(budget int64) int64 {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(budget + runtimeAllowance)
+	}
+	return debug.SetMemoryLimit(-1)
 }

@@ -184,9 +184,19 @@ func (topicSessions) OnOpen(s *ws.Session) {
 	}
 }
 
+// Content types of values published over WebSocket, so that GET answers with one (CONTRACT D4).
+var (
+	ctypeWSText   = []byte("text/plain; charset=utf-8")
+	ctypeWSBinary = []byte("application/octet-stream")
+)
+
 func (topicSessions) OnMessage(s *ws.Session, op ws.Opcode, payload []byte) {
 	sub := s.Value.(*subscriber)
-	if _, err := sub.hub.Publish(sub.name, nil, op == ws.OpBinary, payload); err != nil {
+	ctype := ctypeWSText
+	if op == ws.OpBinary {
+		ctype = ctypeWSBinary
+	}
+	if _, err := sub.hub.Publish(sub.name, ctype, op == ws.OpBinary, payload); err != nil {
 		code := ws.ClosePolicyViolation
 		if errors.Is(err, topics.ErrValueTooLarge) {
 			code = ws.CloseTooBig

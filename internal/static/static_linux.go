@@ -29,13 +29,15 @@ func New(dir string) (*Root, error) {
 		return nil, fmt.Errorf("static: open web root %s: %w", dir, err)
 	}
 	r := &Root{dir: dir, fd: fd, openat2: true}
-	if _, err := unix.Openat2(fd, ".", &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH}); err != nil {
-		if errors.Is(err, unix.ENOSYS) {
-			r.openat2 = false
-		} else {
-			unix.Close(fd)
-			return nil, fmt.Errorf("static: read web root %s: %w", dir, err)
-		}
+	probe, err := unix.Openat2(fd, ".", &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH})
+	switch {
+	case err == nil:
+		unix.Close(probe)
+	case errors.Is(err, unix.ENOSYS):
+		r.openat2 = false
+	default:
+		unix.Close(fd)
+		return nil, fmt.Errorf("static: read web root %s: %w", dir, err)
 	}
 	return r, nil
 }

@@ -244,3 +244,27 @@ func TestD2_BadWebroot(t *testing.T) {
 		t.Error("a missing web root was accepted")
 	}
 }
+
+// TestNewCloseLeavesNoDescriptor: New opens the root (and probes openat2 with a descriptor it closes);
+// Close releases the root, so that nothing stays open.
+func TestNewCloseLeavesNoDescriptor(t *testing.T) {
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	dir := t.TempDir()
+	before := count()
+	for range 5 {
+		r, err := New(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+	}
+	if after := count(); after != before {
+		t.Errorf("descriptors: %d before, %d after five New and Close", before, after)
+	}
+}

@@ -103,6 +103,22 @@ func TestLastExchange(t *testing.T) {
 		t.Errorf("stats of a refused request %+v, want status 400 and the bytes counted", st)
 	}
 
+	for _, tc := range []struct {
+		req    string
+		method conn.Method
+		status int
+	}{
+		{"DELETE /x HTTP/1.1\r\n\r\n", conn.MethodDelete, 400}, // no Host: the request line was read
+		{"GET / HTTP/2.0\r\nHost: x\r\n\r\n", conn.MethodGet, 505},
+		{"\x16\x03\x01\x00\xa5\r\n\r\n", conn.MethodOther, 400},
+	} {
+		c.Reset(newMemStream(tc.req))
+		c.Serve(0, conn.HandlerFunc(func(int, *conn.Connection) error { return nil }))
+		if st := c.LastExchange(); st.Method != tc.method || st.Status != tc.status {
+			t.Errorf("%q: stats %+v, want method %v and status %d", tc.req, st, tc.method, tc.status)
+		}
+	}
+
 	s = newMemStream("")
 	c.Reset(s)
 	c.Serve(0, conn.HandlerFunc(func(int, *conn.Connection) error { return nil }))

@@ -8,7 +8,12 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edged/edged/pkg/conn"
 )
+
+// The worker's stream sends file bodies with sendfile(2) (CONTRACT D5).
+var _ conn.FileSender = (*stream)(nil)
 
 // Errors of a socket stream. They are allocated once: reads and writes allocate nothing.
 var (
@@ -100,6 +105,37 @@ func (st *stream) Write(p []byte) (int, error) {
 		case err == nil:
 			done += n
 			continue
+		case err == unix.EINTR:
+			continue
+		case err != unix.EAGAIN:
+			return done, err
+		}
+		if err := st.wait(st.wdl, errWriteTimeout); err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// maxSendfileChunk bounds one sendfile(2) call: the kernel sends at most 0x7ffff000 bytes at a time,
+// and the count must fit in a 32-bit int on ARM.
+const maxSendfileChunk = 1 << 30
+
+// SendFile sends up to n bytes of the file descriptor fd from offset with sendfile(2), so that a file
+// body goes from the page cache to the socket without passing through the worker's buffers (CONTRACT
+// D5; conn.FileSender). Like Write it waits for the socket to drain under the write deadline. It returns
+// early, without an error, when the file ends before n bytes.
+func (st *stream) SendFile(fd int, offset, n int64) (int64, error) {
+	var done int64
+	for done < n {
+		off := offset + done
+		k, err := unix.Sendfile(st.fd, fd, &off, int(min(n-done, maxSendfileChunk)))
+		switch {
+		case err == nil && k > 0:
+			done += int64(k)
+			continue
+		case err == nil:
+			return done, nil // end of file
 		case err == unix.EINTR:
 			continue
 		case err != unix.EAGAIN:

@@ -97,6 +97,11 @@ func daemonEnv(extra ...string) []string {
 			env = append(env, kv)
 		}
 	}
+	if raceEnabled && os.Getenv("GORACE") == "" {
+		// The race runtime sleeps a second before every clean exit (atexit_sleep_ms); races are
+		// reported when they happen, so the tests, which wait for many exits, skip the sleep.
+		env = append(env, "GORACE=atexit_sleep_ms=0")
+	}
 	return append(env, extra...)
 }
 
@@ -179,8 +184,17 @@ func poll(cond func() bool, stop <-chan struct{}) bool {
 // start-up line. The daemon is killed at the end of the test if it is still running.
 func startDaemon(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
+	return startDaemonCmd(t, []string{edgedBin}, env, args...)
+}
+
+// startDaemonCmd is startDaemon with another command line before "serve": another build of edged, or
+// a wrapper that runs it (strace -f -o FILE edged, sh -c 'exec "$0" "$@"' edged ...). Signals and the
+// exit status are then the wrapper's.
+func startDaemonCmd(t *testing.T, argv0 []string, env []string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{t: t, exited: make(chan struct{})}
-	d.cmd = exec.Command(edgedBin, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)...)
+	argv := append(append(append([]string(nil), argv0...), "serve", "--listen", "127.0.0.1:0", "--log-format", "json"), args...)
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Env = daemonEnv(env...)
 	d.cmd.Stderr = d
 	if err := d.cmd.Start(); err != nil {

@@ -53,9 +53,18 @@ func (b budget) parts() []slog.Attr {
 }
 
 // poolConfig returns the WebSocket session pool of s.
+// sessionLimit returns the WebSocket sessions allowed at once: --ws-max-conns, but never so many that
+// sessions could hold the socket slots the HTTP workers need. A session keeps its socket's slot
+// (CONTRACT W9), so with Q slots and P workers at most Q-P sessions (at least one) may exist: past
+// that, an upgrade gets 503 and HTTP clients, /healthz included, still find a slot.
+func (s *settings) sessionLimit() int {
+	room := max(s.queueSlots()-s.workers, 1)
+	return min(s.wsMaxConns, room)
+}
+
 func (s *settings) poolConfig() ws.PoolConfig {
 	return ws.PoolConfig{
-		MaxSessions:  s.wsMaxConns,
+		MaxSessions:  s.sessionLimit(),
 		Conn:         ws.Config{MaxMessage: int(s.wsMaxMessage)},
 		PingInterval: s.wsPingInterval,
 		WriteTimeout: s.ioTimeout,

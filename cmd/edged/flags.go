@@ -240,6 +240,7 @@ func (s *settings) attrs() []slog.Attr {
 		slog.Int64("max_drain", s.maxDrain),
 		slog.Bool("enable_echo", s.enableEcho),
 		slog.Int("ws_max_conns", s.wsMaxConns),
+		slog.Int("ws_sessions", s.sessionLimit()),
 		slog.Int64("ws_max_message", s.wsMaxMessage),
 		slog.String("ws_ping_interval", s.wsPingInterval.String()),
 		slog.String("ws_allowed_origins", s.wsOrigins),

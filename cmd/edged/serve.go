@@ -92,6 +92,11 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 	attrs = append(attrs, d.budget.parts()...)
 	attrs = append(attrs, slog.Int64("go_memory_limit", limitMemory(d.budget.total())))
 	logger.LogAttrs(ctx, slog.LevelInfo, "edged started", attrs...)
+	if n := s.sessionLimit(); n < s.wsMaxConns {
+		logger.Warn("WebSocket sessions limited by the socket queue: each holds a slot, and the workers keep theirs",
+			"ws_max_conns", s.wsMaxConns, "ws_sessions", n, "socket_queue", s.queueSlots(), "workers", s.workers,
+			"hint", "raise --socket-queue to at least --workers plus --ws-max-conns")
+	}
 	stopNotify := notifyReady(ctx, logger)
 	defer stopNotify()
 

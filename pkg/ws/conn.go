@@ -14,17 +14,19 @@ import (
 type Config struct {
 	// MaxMessage is the largest message accepted, reassembled (CONTRACT W7). Default 64 KiB.
 	MaxMessage int
-	// ReadBufferSize is the frame read buffer. Default 4 KiB.
+	// ReadBufferSize is the frame read buffer. Default 4 KiB plus a frame header.
 	ReadBufferSize int
-	// WriteBufferSize is the frame write buffer: a frame that fits leaves in one write. Default 4 KiB.
+	// WriteBufferSize is the frame write buffer: a frame that fits leaves in one write. Default 4 KiB
+	// plus a frame header.
 	WriteBufferSize int
 }
 
-// Defaults of Config.
+// Defaults of Config. The buffers hold a 4 KiB payload with its frame header, so that such a message
+// costs one read(2) and one write(2) rather than two of each.
 const (
 	DefaultMaxMessage      = 64 << 10
-	DefaultReadBufferSize  = 4 << 10
-	DefaultWriteBufferSize = 4 << 10
+	DefaultReadBufferSize  = 4<<10 + MaxHeaderSize
+	DefaultWriteBufferSize = 4<<10 + MaxHeaderSize
 )
 
 func (cfg Config) withDefaults() Config {

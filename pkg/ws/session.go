@@ -89,9 +89,14 @@ type Pool struct {
 	cfg  PoolConfig
 	free chan *Session
 	all  []*Session
-	wg   sync.WaitGroup
+	// wg counts sessions from Acquire to their end (or Release), so that Shutdown also waits for a
+	// session whose 101 went out but which has not started yet. mu orders Acquire's wg.Add after a
+	// check of closing against Shutdown setting closing before wg.Wait: an Add never races the Wait.
+	wg sync.WaitGroup
+	mu sync.Mutex
 
 	closing atomic.Bool
+	forced  atomic.Bool // the shutdown grace is over
 	active  atomic.Int64
 	msgsIn  atomic.Uint64
 	msgsOut atomic.Uint64
@@ -124,12 +129,15 @@ func (p *Pool) Messages() (in, out uint64) { return p.msgsIn.Load(), p.msgsOut.L
 // 503, CONTRACT W9) or the pool is shutting down. A reserved session is either started with Start or
 // given back with Release.
 func (p *Pool) Acquire() *Session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closing.Load() {
 		return nil
 	}
 	select {
 	case s := <-p.free:
 		p.active.Add(1)
+		p.wg.Add(1)
 		return s
 	default:
 		return nil
@@ -140,12 +148,16 @@ func (p *Pool) Acquire() *Session {
 func (p *Pool) Release(s *Session) {
 	p.active.Add(-1)
 	p.free <- s
+	p.wg.Done()
 }
 
-// Shutdown sends close 1001 to every live session (CONTRACT S9) and waits until all have ended or ctx
-// is done; sessions still alive then have their transports closed.
+// Shutdown sends close 1001 to every live session (CONTRACT S9) and waits until all have ended or done
+// is closed; sessions still alive then have their transports closed. A session reserved but not yet
+// started is waited for too: Start sends it close 1001 at once.
 func (p *Pool) Shutdown(done <-chan struct{}) {
+	p.mu.Lock()
 	p.closing.Store(true)
+	p.mu.Unlock()
 	for _, s := range p.all {
 		s.requestClose(CloseGoingAway)
 	}
@@ -154,6 +166,7 @@ func (p *Pool) Shutdown(done <-chan struct{}) {
 	select {
 	case <-ended:
 	case <-done:
+		p.forced.Store(true)
 		for _, s := range p.all {
 			s.forceClose()
 		}
@@ -194,8 +207,14 @@ func (s *Session) Start(t Transport, buffered []byte, h SessionHandler) {
 	s.mu.Lock()
 	s.t, s.handler, s.closeCode, s.closing, s.force = t, h, 0, false, false
 	s.outbox[0], s.outbox[1] = s.outbox[0][:0], s.outbox[1][:0]
+	if p.closing.Load() {
+		// Shutdown's close requests skipped this session, reserved before and started after them
+		// (CONTRACT S9): it goes away at once. Shutdown set closing before taking s.mu in
+		// requestClose, so either it saw s.t set or this sees closing.
+		s.closeCode, s.closing, s.force = CloseGoingAway, true, p.forced.Load()
+		t.Interrupt()
+	}
 	s.mu.Unlock()
-	p.wg.Add(1)
 	go s.run(err)
 }
 

@@ -1,0 +1,194 @@
+package ws_test
+
+import (
+	"encoding/binary"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edged/edged/pkg/ws"
+)
+
+// chanTransport is an in-memory ws.Transport: the test feeds client bytes into in and reads what the
+// session writes from out. Read waits for input, Interrupt or the read deadline, like pkg/server's
+// TakenStream.
+type chanTransport struct {
+	in          chan []byte
+	pending     []byte
+	wake        chan struct{}
+	interrupted atomic.Bool
+	rdl         time.Time
+
+	mu     sync.Mutex
+	out    []byte
+	wrote  chan struct{}
+	closed chan struct{}
+	once   sync.Once
+}
+
+var _ ws.Transport = (*chanTransport)(nil)
+
+func newChanTransport() *chanTransport {
+	return &chanTransport{
+		in:     make(chan []byte, 16),
+		wake:   make(chan struct{}, 1),
+		wrote:  make(chan struct{}, 1),
+		closed: make(chan struct{}),
+	}
+}
+
+func (t *chanTransport) Read(p []byte) (int, error) {
+	for {
+		if t.interrupted.Swap(false) {
+			return 0, ws.ErrInterrupted
+		}
+		if len(t.pending) > 0 {
+			n := copy(p, t.pending)
+			t.pending = t.pending[n:]
+			return n, nil
+		}
+		var timeout <-chan time.Time
+		if !t.rdl.IsZero() {
+			d := time.Until(t.rdl)
+			if d <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			timer := time.NewTimer(d)
+			defer timer.Stop()
+			timeout = timer.C
+		}
+		select {
+		case b, ok := <-t.in:
+			if !ok {
+				return 0, io.EOF
+			}
+			t.pending = b
+		case <-t.wake:
+		case <-timeout:
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
+}
+
+func (t *chanTransport) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	t.out = append(t.out, p...)
+	t.mu.Unlock()
+	select {
+	case t.wrote <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func (t *chanTransport) SetReadDeadline(d time.Time) { t.rdl = d }
+func (t *chanTransport) SetWriteDeadline(time.Time)  {}
+
+func (t *chanTransport) Interrupt() {
+	t.interrupted.Store(true)
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (t *chanTransport) Close() error {
+	t.once.Do(func() { close(t.closed) })
+	return nil
+}
+
+// waitFrame waits until the session has written a whole frame and returns its opcode and payload.
+func (t *chanTransport) waitFrame(tb testing.TB) (ws.Opcode, []byte) {
+	tb.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		t.mu.Lock()
+		h, n, err := ws.ParseHeader(t.out)
+		if err == nil && n > 0 && len(t.out) >= n+int(h.Length) {
+			p := append([]byte(nil), t.out[n:n+int(h.Length)]...)
+			t.out = t.out[n+int(h.Length):]
+			t.mu.Unlock()
+			return h.Op, p
+		}
+		t.mu.Unlock()
+		select {
+		case <-t.wrote:
+		case <-deadline:
+			tb.Fatal("no frame from the session within 10s")
+		}
+	}
+}
+
+// maskedClose returns a client close frame with code.
+func maskedClose(code uint16) []byte {
+	var p [2]byte
+	binary.BigEndian.PutUint16(p[:], code)
+	f := make([]byte, ws.MaxHeaderSize)
+	n := ws.PutHeader(f, ws.Header{Fin: true, Op: ws.OpClose, Masked: true, Mask: [4]byte{1, 2, 3, 4}, Length: 2})
+	f = append(f[:n], p[:]...)
+	ws.MaskBytes([4]byte{1, 2, 3, 4}, 0, f[n:])
+	return f
+}
+
+// closeRecorder is a SessionHandler that records when OnClose runs.
+type closeRecorder struct{ closed chan struct{} }
+
+func (closeRecorder) OnOpen(*ws.Session)                       {}
+func (closeRecorder) OnMessage(*ws.Session, ws.Opcode, []byte) {}
+func (h closeRecorder) OnClose(*ws.Session)                    { close(h.closed) }
+
+// waitClosed fails the test unless ch is closed within 10 seconds.
+func waitClosed(tb testing.TB, ch <-chan struct{}, what string) {
+	tb.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		tb.Fatalf("%s within 10s", what)
+	}
+}
+
+// TestS9_ShutdownReachesSessionStartedLate: a session reserved before Shutdown (its 101 is on the way)
+// and started after Shutdown sent its close requests still gets close 1001, and Shutdown waits for it
+// to end instead of returning while it runs (CONTRACT S9).
+func TestS9_ShutdownReachesSessionStartedLate(t *testing.T) {
+	p := ws.NewPool(ws.PoolConfig{MaxSessions: 2})
+	s := p.Acquire()
+	if s == nil {
+		t.Fatal("Acquire on an empty pool returned nil")
+	}
+	returned := make(chan struct{})
+	go func() {
+		p.Shutdown(make(chan struct{}))
+		close(returned)
+	}()
+	// Shutdown has begun once Acquire refuses although a session is free.
+	for {
+		s2 := p.Acquire()
+		if s2 == nil {
+			break
+		}
+		p.Release(s2)
+	}
+
+	tr := newChanTransport()
+	h := closeRecorder{closed: make(chan struct{})}
+	s.Start(tr, nil, h)
+	if op, payload := tr.waitFrame(t); op != ws.OpClose || len(payload) < 2 || binary.BigEndian.Uint16(payload) != ws.CloseGoingAway {
+		t.Fatalf("session started during shutdown sent %v %x, want close 1001", op, payload)
+	}
+	select {
+	case <-returned:
+		t.Fatal("Shutdown returned while a session was still running")
+	default:
+	}
+	tr.in <- maskedClose(ws.CloseGoingAway)
+	waitClosed(t, h.closed, "the session did not end after the close handshake")
+	waitClosed(t, returned, "Shutdown did not return after the last session ended")
+	waitClosed(t, tr.closed, "the transport was not closed")
+	if n := p.Active(); n != 0 {
+		t.Errorf("Active() = %d after shutdown", n)
+	}
+}

@@ -52,7 +52,6 @@ func (b budget) parts() []slog.Attr {
 	}
 }
 
-// poolConfig returns the WebSocket session pool of s.
 // sessionLimit returns the WebSocket sessions allowed at once: --ws-max-conns, but never so many that
 // sessions could hold the socket slots the HTTP workers need. A session keeps its socket's slot
 // (CONTRACT W9), so with Q slots and P workers at most Q-P sessions (at least one) may exist: past
@@ -62,6 +61,7 @@ func (s *settings) sessionLimit() int {
 	return min(s.wsMaxConns, room)
 }
 
+// poolConfig returns the WebSocket session pool of s.
 func (s *settings) poolConfig() ws.PoolConfig {
 	return ws.PoolConfig{
 		MaxSessions:  s.sessionLimit(),

@@ -3,6 +3,7 @@ package conn
 import (
 	"errors"
 	"fmt"
+	"os"
 )
 
 // ProtocolError is a request the connection refuses. Code is the HTTP status the server answers with
@@ -73,7 +74,8 @@ func (e *PanicError) Error() string { return fmt.Sprintf("conn: handler panicked
 func (e *PanicError) Unwrap() error { return ErrHandlerPanic }
 
 // StatusCode maps an error to the HTTP status a server answers it with: the ProtocolError's code,
-// 503 for ErrHandlerTimeout, and 500 for anything else.
+// 503 for ErrHandlerTimeout, 408 for a request body that stalled past the io timeout (a stream
+// deadline), and 500 for anything else.
 func StatusCode(err error) int {
 	var pe *ProtocolError
 	switch {
@@ -81,6 +83,8 @@ func StatusCode(err error) int {
 		return pe.Code
 	case errors.Is(err, ErrHandlerTimeout):
 		return 503
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 408
 	default:
 		return 500
 	}

@@ -564,5 +564,9 @@ func TestS6_Timeouts(t *testing.T) {
 		if s.blockedForever {
 			t.Errorf("a body read without deadline")
 		}
+		// S6: a stalled body is answered 408, not 500, when the handler passes the error on.
+		if rs, _, _ := parseResponses(s.out, "POST"); len(rs) != 1 || rs[0].status != 408 || !rs[0].closes() {
+			t.Errorf("stalled body answered %q, want one 408 with Connection: close", s.out)
+		}
 	})
 }

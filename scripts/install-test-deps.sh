@@ -22,12 +22,14 @@ TEST_PACKAGES=(
 	python3-websockets
 	# Packaging, units and ARM (scripts/test-systemd.sh, scripts/test-packages.sh, make test-arm):
 	# systemd-analyze and systemd-socket-activate, man(1) for verify's Documentation= check, the
-	# package checks, the maintainer scripts' tools in the install test, and qemu-user.
+	# package checks (lintian; readelf from binutils), the maintainer scripts' tools in the install test,
+	# and qemu-user.
 	systemd
 	man-db
 	lintian
 	adduser
 	init-system-helpers
+	binutils
 	qemu-user-static
 )
 
@@ -58,3 +60,5 @@ if ((${#missing[@]} > 0)); then
 fi
 
 go mod download
+# The benchmark tools have a module of their own (make bench-smoke): fasthttp, gorilla/websocket.
+(cd bench && go mod download)

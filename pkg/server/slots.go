@@ -1,5 +1,7 @@
 package server
 
+import "sync/atomic"
+
 // slotState is where a slot (an acceptor, CONTRACT S4) is in its cycle:
 //
 //	free -> queued -> serving -> parked -> queued -> ... -> lingering -> free
@@ -22,7 +24,7 @@ const noSlot int32 = -1
 
 // slot is one acceptor and the socket it holds. Slots live in one array allocated at start; a few
 // dozen bytes each, so Q may be large (CONTRACT S4). Every field is guarded by the server's slot lock,
-// except fd while a worker serves the slot (the worker then owns it).
+// except fd while a worker serves the slot (the worker then owns it), and hup, which is atomic.
 type slot struct {
 	fd        int32
 	gen       uint32 // bumped at every close: events carry it, so a late event for a reused fd is dropped (S8)
@@ -35,6 +37,9 @@ type slot struct {
 	next      int32
 	client    clientKey    // for the per-client limit (S14)
 	taken     *TakenStream // unbound: the stream the poller wakes
+	// hup: an event said that the peer closed its side or that the socket failed. The stream reading
+	// the socket checks it without the lock before it trusts a short read to have drained the socket.
+	hup atomic.Bool
 }
 
 // slotList is an intrusive doubly linked list of slots, oldest first. The parked list is ordered by

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -37,6 +38,16 @@ type stream struct {
 	wdl   time.Time
 	idle  bool // no byte of the current request read yet
 	eof   bool // the peer closed its side
+	// drained: the last read(2) found the socket empty (EAGAIN, or fewer bytes than asked for) and no
+	// wake-up was consumed since. The socket is registered edge-triggered, so bytes arriving after that
+	// read bring an edge, and the poller a wake-up: the next read waits for it instead of calling
+	// read(2) only to get EAGAIN. This saves a read(2) per request when a worker waits for the next
+	// request on its connection (accept mode, --park-idle=false) and per message of a WebSocket.
+	drained bool
+	// hup is the slot's flag: the peer's FIN (or an error) came. A short read leaves a FIN that arrived
+	// with the bytes unread and brings no later edge, so a short read counts as draining only while
+	// the flag is clear; the poller sets it before it wakes the stream.
+	hup *atomic.Bool
 }
 
 func (st *stream) init(s *Server, wake chan struct{}) {
@@ -47,26 +58,35 @@ func (st *stream) init(s *Server, wake chan struct{}) {
 	st.timer.Stop()
 }
 
-// bind points the stream at a socket.
-func (st *stream) bind(fd int) {
+// bind points the stream at a socket and its slot's hup flag.
+func (st *stream) bind(fd int, hup *atomic.Bool) {
 	st.fd = fd
+	st.hup = hup
 	st.rdl, st.wdl = time.Time{}, time.Time{}
 	st.eof = false
+	st.drained = false
 }
 
 // errWouldBlock is readOnce's EAGAIN.
 var errWouldBlock = errors.New("server: would block")
 
-// readOnce reads once: bytes, io.EOF, errWouldBlock or another error. EINTR is retried.
+// readOnce reads once: bytes, io.EOF, errWouldBlock or another error. EINTR is retried. While the
+// socket is drained it returns errWouldBlock without a system call.
 func (st *stream) readOnce(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if st.drained {
+		return 0, errWouldBlock
 	}
 	for {
 		n, err := unix.Read(st.fd, p)
 		switch {
 		case err == nil && n > 0:
 			st.idle = false
+			// A short read took every byte the socket held (TCP copies its whole queue up to len(p)),
+			// but not a FIN that came with them.
+			st.drained = n < len(p) && !st.hup.Load()
 			return n, nil
 		case err == nil:
 			st.eof = true
@@ -74,6 +94,7 @@ func (st *stream) readOnce(p []byte) (int, error) {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
+			st.drained = true
 			return 0, errWouldBlock
 		}
 		return 0, err
@@ -155,13 +176,23 @@ func (st *stream) SetReadDeadline(t time.Time) { st.rdl = t }
 func (st *stream) SetWriteDeadline(t time.Time) { st.wdl = t }
 
 // wait blocks until the poller wakes the worker or the deadline passes. A wake-up may be stale (meant
-// for an earlier socket or already consumed): the caller retries its system call, which is cheap.
+// for an earlier socket or already consumed): the caller retries its system call, which is cheap. A
+// wake-up already there is taken even past the deadline, so that a drained socket's bytes are read as
+// a read(2) would have found them. Any wake-up taken ends drained: it may announce bytes, whichever
+// call (Read, Write, SendFile) waited for it.
 func (st *stream) wait(deadline time.Time, timeout error) error {
 	if st.srv.forcedA.Load() {
 		return errForced
 	}
+	select {
+	case <-st.wake:
+		st.drained = false
+		return nil
+	default:
+	}
 	if deadline.IsZero() {
 		<-st.wake
+		st.drained = false
 		return nil
 	}
 	d := time.Until(deadline)
@@ -173,6 +204,7 @@ func (st *stream) wait(deadline time.Time, timeout error) error {
 	select {
 	case <-st.wake:
 		st.timer.Stop()
+		st.drained = false
 		return nil
 	case <-st.timer.C:
 		return timeout

@@ -27,7 +27,7 @@ var _ conn.Stream = (*TakenStream)(nil)
 func newTakenStream(s *Server, i int32, gen uint32, fd int) *TakenStream {
 	t := &TakenStream{slot: i, gen: gen}
 	t.stream.init(s, make(chan struct{}, 1))
-	t.stream.bind(fd)
+	t.stream.bind(fd, &s.slots[i].hup)
 	return t
 }
 

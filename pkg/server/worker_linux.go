@@ -77,7 +77,7 @@ func (w *worker) serve(i int32) {
 	w.busy.Store(true)
 	defer w.busy.Store(false)
 
-	w.st.bind(fd)
+	w.st.bind(fd, &sl.hup)
 	w.c.Reset(&w.st)
 	for {
 		if s.closing.Load() {
@@ -114,9 +114,18 @@ func (w *worker) serve(i int32) {
 // while the slot is not parked. Here, under the same lock, a clear flag means no edge came since the
 // socket was last found readable, so the next edge will reach the parked slot and requeue it. A set
 // flag may be stale (its bytes already read), so it is cleared and the socket is peeked at: bytes mean
-// serve on, EAGAIN means try again.
+// serve on, EAGAIN means try again. The peer's FIN is no exception: when it came with the request, in
+// the edge that queued the socket, no later edge will announce it, so a socket whose hup flag is set is
+// peeked at too, and closed at its end of stream (CONTRACT S8) instead of parked until the keep-alive
+// timeout. Nor are bytes the last read left in the socket: a clear flag says only that no edge came
+// since, and the bytes of a request pipelined behind a body read to its exact end (CONTRACT H1) came
+// with that body. So the socket parks unpeeked only when its last read found it empty (the stream is
+// drained: a short read, or EAGAIN); otherwise it is peeked at first.
 func (w *worker) park(i int32, fd int) bool {
 	s := w.srv
+	// empty: a peek found nothing, not even an end of stream, so hup (which stays set once an error
+	// was read) no longer keeps the socket from parking, and this loop cannot spin on it.
+	empty := false
 	for {
 		s.mu.Lock()
 		sl := &s.slots[i]
@@ -125,14 +134,16 @@ func (w *worker) park(i int32, fd int) bool {
 			w.release(i, ReasonShutdown, false)
 			return true
 		}
-		if !sl.pendingIn {
+		if !sl.pendingIn && (empty || w.st.drained && !sl.hup.Load()) {
 			now := s.clock()
 			sl.state = slotParked
 			sl.since = now
 			s.parked.pushBack(s.slots, i)
 			s.nParked.Add(1)
 			if now+s.keepAlive < s.sleepUntil {
-				s.notifyLocked() // the poller sleeps past this socket's expiry
+				// The poller sleeps past this socket's expiry. Not while it caps its sleep at the
+				// keep-alive timeout (timeoutLocked), which spares a wake-up per park.
+				s.notifyLocked()
 			}
 			s.mu.Unlock()
 			return true
@@ -142,6 +153,7 @@ func (w *worker) park(i int32, fd int) bool {
 		n, err := peek(fd, w.peek[:])
 		switch {
 		case err == unix.EAGAIN:
+			empty = true
 			continue
 		case err != nil:
 			w.release(i, ReasonClientClosed, false)

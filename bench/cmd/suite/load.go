@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// sample is the outcome of one load run.
+type sample struct {
+	rate     float64       // requests or messages per second
+	requests int64         // completed in the run
+	p50, p99 time.Duration // latency percentiles
+	errors   string        // socket errors or non-2xx/3xx responses, as wrk reports them; empty if none
+	cpu      time.Duration // CPU time (user + system) the server used during the run; 0 if unknown
+}
+
+var (
+	reRate     = regexp.MustCompile(`(?m)^Requests/sec:\s+([0-9.]+)`)
+	reRequests = regexp.MustCompile(`(?m)^\s*([0-9]+) requests in`)
+	reP50      = regexp.MustCompile(`(?m)^\s*50(?:\.000)?%\s+([0-9.]+[a-z]+)`)
+	reP99      = regexp.MustCompile(`(?m)^\s*99(?:\.000)?%\s+([0-9.]+[a-z]+)`)
+	reSockErr  = regexp.MustCompile(`(?m)^\s*Socket errors: (.*)$`)
+	reNon2xx   = regexp.MustCompile(`(?m)^\s*Non-2xx or 3xx responses: ([0-9]+)`)
+)
+
+// wrkArgs returns wrk's arguments for a run: one thread (the stable setting on two cores), --latency
+// for the percentiles, and Connection: close for the non-keep-alive workload.
+func wrkArgs(conns int, d time.Duration, closeConn bool, url string) []string {
+	args := []string{"-t1", "-c" + strconv.Itoa(conns), "-d" + durationArg(d), "--latency"}
+	if closeConn {
+		args = append(args, "-H", "Connection: close")
+	}
+	return append(args, url)
+}
+
+// durationArg prints d the way wrk reads it: whole seconds, or milliseconds below that.
+func durationArg(d time.Duration) string {
+	if d%time.Second == 0 {
+		return strconv.Itoa(int(d/time.Second)) + "s"
+	}
+	return strconv.Itoa(int(d/time.Millisecond)) + "ms"
+}
+
+// runWrk runs wrk once and parses its report.
+func runWrk(ctx context.Context, args []string, d time.Duration) (sample, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
+	if err != nil {
+		return sample{}, fmt.Errorf("wrk %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return parseWrk(string(out))
+}
+
+func parseWrk(out string) (sample, error) {
+	var s sample
+	m := reRate.FindStringSubmatch(out)
+	if m == nil {
+		return s, fmt.Errorf("no Requests/sec in wrk's report:\n%s", out)
+	}
+	s.rate, _ = strconv.ParseFloat(m[1], 64)
+	if m := reRequests.FindStringSubmatch(out); m != nil {
+		s.requests, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	var err error
+	if m := reP50.FindStringSubmatch(out); m != nil {
+		if s.p50, err = parseWrkDuration(m[1]); err != nil {
+			return s, err
+		}
+	}
+	if m := reP99.FindStringSubmatch(out); m != nil {
+		if s.p99, err = parseWrkDuration(m[1]); err != nil {
+			return s, err
+		}
+	}
+	var errs []string
+	if m := reSockErr.FindStringSubmatch(out); m != nil {
+		errs = append(errs, "socket errors: "+m[1])
+	}
+	if m := reNon2xx.FindStringSubmatch(out); m != nil {
+		errs = append(errs, m[1]+" non-2xx/3xx")
+	}
+	s.errors = strings.Join(errs, "; ")
+	return s, nil
+}
+
+// parseWrkDuration reads wrk's latency figures: "412.00us", "1.20ms", "2.01s", "1.00m".
+func parseWrkDuration(v string) (time.Duration, error) {
+	i := strings.IndexFunc(v, func(r rune) bool { return r >= 'a' && r <= 'z' })
+	if i <= 0 {
+		return 0, fmt.Errorf("wrk latency %q", v)
+	}
+	x, err := strconv.ParseFloat(v[:i], 64)
+	if err != nil {
+		return 0, fmt.Errorf("wrk latency %q", v)
+	}
+	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second, "m": time.Minute}[v[i:]]
+	if unit == 0 {
+		return 0, fmt.Errorf("wrk latency unit %q", v)
+	}
+	return time.Duration(x * float64(unit)), nil
+}
+
+// wsKey names one figure of bench-ws.sh: message size and server key.
+type wsKey struct {
+	size int
+	key  string
+}
+
+var reWSRound = regexp.MustCompile(`(?m)^round [0-9]+, ([0-9]+) B, (edged|gorilla): .*msgs_per_sec=([0-9.]+) p50_us=([0-9]+) p99_us=([0-9]+)`)
+
+// runWSScript runs scripts/bench-ws.sh for one round and parses the lines it prints per run.
+func runWSScript(ctx context.Context, env, argv []string, d time.Duration) (map[wsKey]sample, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+	got := map[wsKey]sample{}
+	for _, m := range reWSRound.FindAllStringSubmatch(string(out), -1) {
+		size, _ := strconv.Atoi(m[1])
+		key := kEdged
+		if m[2] == "gorilla" {
+			key = kGorilla
+		}
+		var s sample
+		s.rate, _ = strconv.ParseFloat(m[3], 64)
+		s.requests = int64(s.rate)
+		p50, _ := strconv.ParseInt(m[4], 10, 64)
+		p99, _ := strconv.ParseInt(m[5], 10, 64)
+		s.p50, s.p99 = time.Duration(p50)*time.Microsecond, time.Duration(p99)*time.Microsecond
+		got[wsKey{size, key}] = s
+	}
+	if len(got) == 0 {
+		return nil, fmt.Errorf("no figures in the output of %s:\n%s", strings.Join(argv, " "), out)
+	}
+	return got, nil
+}

@@ -41,7 +41,7 @@ NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
 .NOTPARALLEL:
 .PHONY: build run test deps vet fmt-check shellcheck unit fuzz-short e2e fuzz bench lint clean \
-	cross deb test-systemd test-arm test-packages bench-tools bench-smoke
+	cross deb test-systemd test-arm test-packages bench-tools bench-smoke soak soak-short
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/edged
@@ -50,10 +50,10 @@ run: build
 	./$(BIN) serve
 
 # test runs, in order: dependencies, vet, gofmt, shellcheck, unit tests with the race detector, the
-# server tests on one CPU, a short run of each fuzz target, the daemon end-to-end tests, a smoke run
-# of the benchmark suite, the systemd units offline, every package's tests as ARM binaries under
+# server tests on one CPU, a short run of each fuzz target, the daemon end-to-end tests, a 20-second
+# soak, a smoke run of the benchmark suite, the systemd units offline, every package's tests as ARM binaries under
 # qemu-user, and the Debian packages.
-test: deps vet fmt-check shellcheck unit fuzz-short e2e bench-smoke test-systemd test-arm test-packages
+test: deps vet fmt-check shellcheck unit fuzz-short e2e soak-short bench-smoke test-systemd test-arm test-packages
 
 deps:
 	bash scripts/install-test-deps.sh
@@ -61,6 +61,8 @@ deps:
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/
+	$(GO) vet -tags soak ./test/soak/
+	$(GO) vet -tags testroutes ./internal/routes/
 
 fmt-check:
 	@out=$$(gofmt -l .); if [[ -n $$out ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -88,6 +90,17 @@ fuzz:
 # The end-to-end tests build the daemon themselves (with -race here) and run it against real clients.
 e2e:
 	$(GO) test -race -count=1 -tags e2e ./test/e2e/
+
+# The soak test (test/soak): SOAK_DURATION of mixed load with clients that disconnect at random points,
+# then the daemon's descriptors, goroutines and RSS against their baseline and its request counts
+# against the clients'. make test runs a short one; make soak the long one.
+SOAK_DURATION ?= 2m
+SOAK_DURATION_TEST ?= 20s
+soak:
+	$(GO) test -tags soak -count=1 -timeout 0 -v ./test/soak/ -args -soak.duration=$(SOAK_DURATION)
+
+soak-short:
+	@$(MAKE) --no-print-directory soak SOAK_DURATION=$(SOAK_DURATION_TEST)
 
 # The benchmark tools, from the bench module (a go.mod of its own keeps fasthttp and gorilla out of
 # edged's): the reference servers, the WebSocket load generator, the idle-connection holder, the suite.

@@ -18,6 +18,8 @@ TEST_PACKAGES=(
 	prometheus
 	chromium
 	strace
+	# iproute2: network namespaces for the IPv6 /64 per-client limit test (ip netns).
+	iproute2
 	node-ws
 	python3-websockets
 	# Packaging, units and ARM (scripts/test-systemd.sh, scripts/test-packages.sh, make test-arm):

@@ -22,6 +22,10 @@ func newCheckCmd() *cobra.Command {
 			for _, a := range s.memoryBudget().parts() {
 				fmt.Fprintf(&b, "%s=%s\n", a.Key, a.Value)
 			}
+			// Accepted but probably not meant: one line each on stderr, so that stdout stays key=value.
+			for _, w := range s.warnings() {
+				fmt.Fprintln(cmd.ErrOrStderr(), "edged: warning: "+w)
+			}
 			_, err := fmt.Fprint(cmd.OutOrStdout(), b.String())
 			return err
 		})

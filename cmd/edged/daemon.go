@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"strconv"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/edged/edged/internal/static"
 	"github.com/edged/edged/internal/statuspage"
 	"github.com/edged/edged/internal/topics"
+	"github.com/edged/edged/pkg/conn"
 	"github.com/edged/edged/pkg/server"
 	"github.com/edged/edged/pkg/ws"
 )
@@ -83,31 +85,88 @@ func (s *settings) queueSlots() int {
 	return s.socketQueue
 }
 
-// memoryBudget computes the budget of s without allocating any of it.
+// memoryBudget computes the budget of s without allocating any of it. Each part is the cost of one
+// unit (a worker, a session, a topic) times their number, multiplied in int64: the units' sizes fit
+// an int on 32-bit ARM (the size flags are bounded), their products need not.
 func (s *settings) memoryBudget() budget {
 	cc := s.connConfig()
+	session := ws.PoolConfig{MaxSessions: 1, Conn: s.poolConfig().Conn}.BufferBytes()
+	topic := topics.Config{MaxTopics: 1, MaxValueBytes: int(s.topicMaxBytes)}.BufferBytes()
 	b := budget{
 		workers:  int64(s.workers) * int64(cc.BufferBytes()),
 		slots:    int64(s.queueSlots()) * slotBytes,
-		sessions: int64(s.poolConfig().BufferBytes()),
-		topics:   int64(s.topicsConfig().BufferBytes()),
+		sessions: int64(s.sessionLimit()) * int64(session),
+		topics:   int64(s.topicsMax) * int64(topic),
 		metrics:  int64(s.workers) * int64(metrics.WorkerBytes),
 	}
-	rc := routes.Config{Workers: s.workers, EnableEcho: s.enableEcho, EchoBuffer: s.bufferSize}
-	b.routes = int64(rc.BufferBytes()) + int64(s.workers)*s.topicMaxBytes
+	rc := routes.Config{Workers: 1, EnableEcho: s.enableEcho, EchoBuffer: s.bufferSize}
+	b.routes = int64(s.workers) * (int64(rc.BufferBytes()) + s.topicMaxBytes)
 	if s.metricsListen != "" {
 		b.metricsListener = metricsWorkers*int64(cc.BufferBytes()) + metricsQueue*slotBytes
 	}
 	return b
 }
 
-// checkBudget refuses a configuration above --memory-limit (CONTRACT D8).
+// largest names the flags behind the largest part of the budget, for a refusal's hint.
+func (b budget) largest() string {
+	parts := []struct {
+		n     int64
+		flags string
+	}{
+		{b.workers, "--workers or --buffer-size"},
+		{b.slots, "--socket-queue"},
+		{b.routes, "--workers or --topic-max-bytes"},
+		{b.sessions, "--ws-max-conns or --ws-max-message"},
+		{b.topics, "--topics-max or --topic-max-bytes"},
+	}
+	best := parts[0]
+	for _, p := range parts[1:] {
+		if p.n > best.n {
+			best = p
+		}
+	}
+	return best.flags
+}
+
+// checkBudget refuses a configuration above --memory-limit (CONTRACT D8), and one whose pools could
+// never be allocated: more than the machine's memory, or more than a 32-bit process can address. The
+// Go runtime would otherwise die with "out of memory" at start, or later, when the pools' pages are
+// first touched under load.
 func (s *settings) checkBudget() error {
-	if b := s.memoryBudget().total(); s.memoryLimit > 0 && b > s.memoryLimit {
+	b := s.memoryBudget()
+	total := b.total()
+	if s.memoryLimit > 0 && total > s.memoryLimit {
 		return &usageError{fmt.Sprintf("invalid --memory-limit: the configured pools need %.1f MiB (%d bytes), above the limit of %d bytes",
-			float64(b)/(1<<20), b, s.memoryLimit)}
+			float64(total)/(1<<20), total, s.memoryLimit)}
+	}
+	ceiling, what := physicalMemory(), "the machine's memory"
+	if math.MaxInt == math.MaxInt32 && (ceiling == 0 || ceiling > math.MaxInt32) {
+		ceiling, what = math.MaxInt32, "what a 32-bit process can address"
+	}
+	if ceiling > 0 && total > ceiling {
+		return &usageError{fmt.Sprintf("invalid configuration: the configured pools need %.1f MiB (%d bytes), more than %s (%.1f MiB); lower %s",
+			float64(total)/(1<<20), total, what, float64(ceiling)/(1<<20), b.largest())}
 	}
 	return nil
+}
+
+// warnings returns what the configuration accepts but probably does not mean, one line each, for the
+// start-up log and `edged check`.
+func (s *settings) warnings() []string {
+	var w []string
+	if s.socketQueue > 0 && s.socketQueue < s.workers {
+		w = append(w, fmt.Sprintf("--socket-queue %d is below --workers %d: at most %d sockets are open at once, so %d workers never serve",
+			s.socketQueue, s.workers, s.socketQueue, s.workers-s.socketQueue))
+	}
+	if s.headerTimeout > s.handlerTimeout {
+		w = append(w, fmt.Sprintf("--header-timeout %v is above --handler-timeout %v, which bounds the whole exchange from the head's first byte: a head gets %v",
+			s.headerTimeout, s.handlerTimeout, s.handlerTimeout))
+	}
+	if s.topicMaxBytes > s.wsMaxMessage {
+		w = append(w, fmt.Sprintf("--topic-max-bytes %s is above --ws-max-message %s: a WebSocket subscriber cannot take a larger value and is dropped (close 1008) when one is published",
+			formatSize(s.topicMaxBytes), formatSize(s.wsMaxMessage)))
+	}
+	return w
 }
 
 // daemon is edged assembled from its settings.
@@ -139,7 +198,9 @@ func build(s *settings, log *slog.Logger, inherited listeners) (*daemon, error) 
 		d.static = root
 	}
 	d.hub = topics.New(s.topicsConfig())
-	d.pool = ws.NewPool(s.poolConfig())
+	pc := s.poolConfig()
+	pc.OnPanic = d.sessionPanic
+	d.pool = ws.NewPool(pc)
 	reg := prometheus.NewRegistry()
 	var mainSrv *server.Server
 	d.metrics = metrics.New(reg, s.workers, d.budget.total(), version, metrics.Sources{
@@ -190,7 +251,7 @@ func build(s *settings, log *slog.Logger, inherited listeners) (*daemon, error) 
 	srv.SetUnboundHandler(router.Unbound)
 	mainSrv, d.main = srv, srv
 	if s.metricsListen != "" {
-		mrouter := routes.New(routes.Config{Workers: metricsWorkers, Metrics: reg})
+		mrouter := routes.New(routes.Config{Workers: metricsWorkers, Metrics: reg, NoStatusPage: true})
 		d.metricsS, err = server.New(server.Config{
 			Listen:        s.metricsListen,
 			Listeners:     inherited.metrics,
@@ -209,6 +270,13 @@ func build(s *settings, log *slog.Logger, inherited listeners) (*daemon, error) 
 		}
 	}
 	return d, nil
+}
+
+// sessionPanic logs and counts a panic recovered from a WebSocket session's handler, as pkg/server
+// does for HTTP handlers (CONTRACT H17); the session has been closed with 1011.
+func (d *daemon) sessionPanic(v any, stack []byte) {
+	d.log.Error("WebSocket session handler panicked", "panic", v, "stack", string(stack))
+	d.metrics.HandlerPanic(-1, &conn.PanicError{Value: v, Stack: stack})
 }
 
 func serverError(flag, addr string, err error) error {

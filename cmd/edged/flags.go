@@ -93,8 +93,8 @@ func (s *settings) register(fs *pflag.FlagSet) {
 	fs.Var(&listenValue{&s.listen}, "listen", "address to listen on: host:port, host empty, localhost, IPv4 or [IPv6]")
 	fs.Var(&intValue{&s.workers, 1, server.MaxWorkers}, "workers", "number of worker goroutines, each with its own buffers")
 	fs.Var(&intValue{&s.socketQueue, 0, server.MaxSocketQueue}, "socket-queue", "accepted sockets held at most (0 = accept mode)")
-	fs.Var(&intValue{&s.bufferSize, conn.MinBufferSize, 0}, "buffer-size", "per-worker read buffer in bytes: the largest request head")
-	fs.Var(&intValue{&s.maxHeaders, 1, 0}, "max-headers", "request header lines accepted")
+	fs.Var(&intValue{&s.bufferSize, conn.MinBufferSize, maxBufferSize}, "buffer-size", "per-worker read buffer in bytes: the largest request head")
+	fs.Var(&intValue{&s.maxHeaders, 1, maxHeaderLines}, "max-headers", "request header lines accepted")
 	fs.Var(&intValue{&s.backlog, 1, 0}, "backlog", "kernel listen backlog")
 	boolVar(fs, &s.parkIdle, "park-idle", "hand idle keep-alive sockets back to epoll (socket-queue mode)")
 	boolVar(fs, &s.evictIdle, "evict-idle", "close the longest-idle parked socket when a new client waits")
@@ -104,15 +104,15 @@ func (s *settings) register(fs *pflag.FlagSet) {
 	fs.Var(&durationValue{&s.headerTimeout}, "header-timeout", "time allowed for a whole request head, from its first byte")
 	fs.Var(&durationValue{&s.ioTimeout}, "io-timeout", "inactivity allowed on each body read or write")
 	fs.Var(&durationValue{&s.handlerTimeout}, "handler-timeout", "time allowed for a whole request-response exchange")
-	fs.Var(&sizeValue{&s.maxBody}, "max-body", "largest request body (bytes, or a size like 64KiB, 1MiB)")
-	fs.Var(&sizeValue{&s.maxDrain}, "max-drain", "unread request body discarded before a response (bytes or a size)")
+	fs.Var(&sizeValue{p: &s.maxBody}, "max-body", "largest request body (bytes, or a size like 64KiB, 1MiB)")
+	fs.Var(&sizeValue{p: &s.maxDrain}, "max-drain", "unread request body discarded before a response (bytes or a size)")
 	boolVar(fs, &s.enableEcho, "enable-echo", "serve /echo, which sends the request body (or each WebSocket message) back")
 	fs.Var(&intValue{&s.wsMaxConns, 1, 1 << 16}, "ws-max-conns", "WebSocket sessions at once, each with preallocated buffers")
-	fs.Var(&sizeValue{&s.wsMaxMessage}, "ws-max-message", "largest WebSocket message (bytes or a size); larger ones get close 1009")
+	fs.Var(&sizeValue{&s.wsMaxMessage, maxMessageBytes}, "ws-max-message", "largest WebSocket message (bytes or a size); larger ones get close 1009")
 	fs.Var(&durationValue{&s.wsPingInterval}, "ws-ping-interval", "idle WebSocket sessions are pinged after this, and closed if silent as long again")
 	fs.Var(&stringValue{&s.wsOrigins}, "ws-allowed-origins", "comma-separated Origins allowed besides same-origin (scheme://host[:port], or *)")
 	fs.Var(&intValue{&s.topicsMax, 1, 1 << 20}, "topics-max", "topics at most")
-	fs.Var(&sizeValue{&s.topicMaxBytes}, "topic-max-bytes", "largest retained topic value (bytes or a size)")
+	fs.Var(&sizeValue{&s.topicMaxBytes, maxMessageBytes}, "topic-max-bytes", "largest retained topic value (bytes or a size)")
 	fs.Var(&webrootValue{&s.webroot}, "webroot", "serve files from this directory instead of the built-in status page")
 	fs.Var(&optionalListenValue{&s.metricsListen}, "metrics-listen", "serve /metrics on this address instead of the main listener")
 	fs.Var(&optionalSizeValue{&s.memoryLimit}, "memory-limit", "refuse a configuration whose memory budget exceeds this (bytes or a size; 0 = no limit)")
@@ -395,9 +395,22 @@ func checkListen(s string) error {
 	return nil
 }
 
+// Upper bounds of the flags that size preallocated buffers: each buffer then fits an int on 32-bit ARM,
+// and its size times its count is checked against the machine's memory (checkBudget). A request
+// head of 16 MiB, 65536 header lines or a WebSocket message or topic value of 256 MiB is already far
+// beyond what a gateway serves.
+const (
+	maxBufferSize   = 16 << 20
+	maxHeaderLines  = 1 << 16
+	maxMessageBytes = 256 << 20
+)
+
 // sizeValue is a byte count: plain digits, or a number with a binary unit (B, KiB, MiB, GiB; K, M, G
-// mean the same). It must be at least 1.
-type sizeValue struct{ p *int64 }
+// mean the same). It must be at least 1, and at most max unless max is 0.
+type sizeValue struct {
+	p   *int64
+	max int64
+}
 
 func (v *sizeValue) String() string { return formatSize(*v.p) }
 func (v *sizeValue) Type() string   { return "size" }
@@ -409,6 +422,9 @@ func (v *sizeValue) Set(s string) error {
 	}
 	if n < 1 {
 		return errors.New("must be >= 1")
+	}
+	if v.max > 0 && n > v.max {
+		return fmt.Errorf("must be <= %s", formatSize(v.max))
 	}
 	*v.p = n
 	return nil

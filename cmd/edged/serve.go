@@ -92,6 +92,9 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 	attrs = append(attrs, d.budget.parts()...)
 	attrs = append(attrs, slog.Int64("go_memory_limit", limitMemory(d.budget.total())))
 	logger.LogAttrs(ctx, slog.LevelInfo, "edged started", attrs...)
+	for _, w := range s.warnings() {
+		logger.Warn("configuration warning", "detail", w)
+	}
 	if n := s.sessionLimit(); n < s.wsMaxConns {
 		logger.Warn("WebSocket sessions limited by the socket queue: each holds a slot, and the workers keep theirs",
 			"ws_max_conns", s.wsMaxConns, "ws_sessions", n, "socket_queue", s.queueSlots(), "workers", s.workers,

@@ -34,6 +34,9 @@ type Config struct {
 	// Static serves every other path from a web root (CONTRACT D5); without it the built-in status page
 	// is served at / and anything else is 404.
 	Static *static.Root
+	// NoStatusPage answers 404 instead of the status page (a listener that serves only /metrics and
+	// /healthz).
+	NoStatusPage bool
 }
 
 // DefaultEchoBuffer is the /echo scratch buffer size when Config.EchoBuffer is zero.
@@ -62,19 +65,21 @@ type Router struct {
 	upgrade  *ws.UpgradeOptions
 	pending  []pendingSession // per worker: the session of an upgrade in progress
 	static   *static.Root
+	noStatus bool
 }
 
 // New returns a Router for cfg, with every buffer it will ever use already allocated.
 func New(cfg Config) *Router {
 	workers := max(cfg.Workers, 1)
 	r := &Router{
-		echo:    cfg.EnableEcho,
-		metrics: cfg.Metrics,
-		hub:     cfg.Hub,
-		pool:    cfg.Pool,
-		upgrade: cfg.Upgrade,
-		static:  cfg.Static,
-		pending: make([]pendingSession, workers),
+		echo:     cfg.EnableEcho,
+		metrics:  cfg.Metrics,
+		hub:      cfg.Hub,
+		pool:     cfg.Pool,
+		upgrade:  cfg.Upgrade,
+		static:   cfg.Static,
+		noStatus: cfg.NoStatusPage,
+		pending:  make([]pendingSession, workers),
 	}
 	if cfg.EnableEcho {
 		size := cfg.EchoBuffer
@@ -138,13 +143,26 @@ func (r *Router) Handle(taskID int, c *conn.Connection) error {
 	if r.hub != nil && bytes.HasPrefix(path, topicPrefix) {
 		return r.serveTopic(taskID, c, path[len(topicPrefix):])
 	}
+	if debugRoute != nil && bytes.HasPrefix(path, debugPrefix) {
+		return debugRoute(r, taskID, c)
+	}
 	return r.fallback(c)
 }
+
+// debugRoute serves /debug/... in builds with the testroutes tag (debug_testroutes.go): handlers that
+// panic on purpose, for the crash-safety tests (CONTRACT H17). It is nil in every other build, where
+// /debug/ is an ordinary path of the web root.
+var debugRoute func(r *Router, taskID int, c *conn.Connection) error
+
+var debugPrefix = []byte("/debug/")
 
 // fallback serves the web root, or the built-in status page at / when there is none.
 func (r *Router) fallback(c *conn.Connection) error {
 	if r.static != nil {
 		return r.static.Serve(c)
+	}
+	if r.noStatus {
+		return c.Reply(404, textPlain, bodyNotFound)
 	}
 	switch string(c.Path()) {
 	case "/", "/index.html":

@@ -64,7 +64,8 @@ type Config struct {
 	MaxDrain int64
 	// KeepAliveTimeout bounds the wait for the first byte of a request (CONTRACT S6). Default 50s.
 	KeepAliveTimeout time.Duration
-	// HeaderTimeout bounds the whole head, from its first byte (CONTRACT S6). Default 10s.
+	// HeaderTimeout bounds the whole head, from its first byte (CONTRACT S6). Default 10s; never more
+	// than HandlerTimeout, which also counts from the head's first byte.
 	HeaderTimeout time.Duration
 	// IOTimeout bounds each read and write of a body (CONTRACT S6). Default 30s.
 	IOTimeout time.Duration

@@ -108,6 +108,11 @@ func (cfg Config) withDefaults() Config {
 	if cfg.HandlerTimeout <= 0 {
 		cfg.HandlerTimeout = DefaultHandlerTimeout
 	}
+	if cfg.HeaderTimeout > cfg.HandlerTimeout {
+		// CONTRACT S6: both count from the head's first byte, and the handler timeout bounds the whole
+		// exchange: a head still arriving past it could only be answered 503. It gets 408 then.
+		cfg.HeaderTimeout = cfg.HandlerTimeout
+	}
 	return cfg
 }
 
@@ -226,7 +231,13 @@ func (c *Connection) finish(herr error) (bool, error) {
 	}
 	if herr != nil {
 		c.state = StateClosed
-		if !c.resp.headSent {
+		switch {
+		case c.resp.headSent:
+		case peerGone(herr):
+			// CONTRACT H18: a client that has already gone (it reset the connection) gets no response,
+			// and the exchange no status: it counts as a closed connection, not as a 500 of the server.
+			c.stats.Status = 0
+		default:
 			code := StatusCode(herr)
 			c.stats.Status = code
 			c.sendError(code)
@@ -242,8 +253,9 @@ func (c *Connection) finish(herr error) (bool, error) {
 	}
 	if err := c.endResponse(); err != nil {
 		c.state = StateClosed
-		if !c.resp.headSent {
-			// Refused before its head went out: the handler deadline passed (503).
+		// Refused before its head went out: the handler deadline passed (503). A client that has gone
+		// meanwhile gets no 500 in place of the complete response.
+		if !c.resp.headSent && !peerGone(err) {
 			code := StatusCode(err)
 			c.stats.Status = code
 			c.sendError(code)

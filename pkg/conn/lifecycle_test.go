@@ -485,6 +485,23 @@ func TestS6_Timeouts(t *testing.T) {
 		}
 	})
 
+	t.Run("real time: head capped by the handler timeout", func(t *testing.T) {
+		// Both count from the head's first byte: a head still arriving when the whole exchange is
+		// due gets 408 then, not a 503 once it is complete.
+		c := conn.New(conn.Config{HeaderTimeout: time.Hour, HandlerTimeout: 40 * time.Millisecond})
+		if got := c.Config().HeaderTimeout; got != 40*time.Millisecond {
+			t.Errorf("effective HeaderTimeout %v, want the handler timeout 40ms", got)
+		}
+		s := newMemStream("GET / HTTP/1.1\r\n")
+		s.holdOpen, s.realTime = true, true
+		c.Reset(s)
+		t0 := time.Now()
+		_, err := c.Serve(0, conn.HandlerFunc(func(int, *conn.Connection) error { return nil }))
+		if el := time.Since(t0); !errors.Is(err, conn.ErrHeadTimeout) || el < 40*time.Millisecond || el > 5*time.Second || !strings.HasPrefix(string(s.out), "HTTP/1.1 408 ") {
+			t.Errorf("Serve %v after %v, output %q; want 408 after 40ms", err, el, s.out)
+		}
+	})
+
 	t.Run("handler past its deadline: 503", func(t *testing.T) {
 		const limit = 40 * time.Millisecond
 		c := conn.New(conn.Config{HandlerTimeout: limit})

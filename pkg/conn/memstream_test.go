@@ -33,6 +33,9 @@ type memStream struct {
 	// true the Read really sleeps until the deadline.
 	holdOpen bool
 	realTime bool
+	// readErr, when set, is what a Read on exhausted input returns instead of io.EOF (a peer that
+	// reset the connection: syscall.ECONNRESET).
+	readErr error
 
 	out []byte
 	// writeLimit > 0 makes writes fail with EPIPE once that many bytes were accepted (a peer that left).
@@ -99,6 +102,9 @@ func (s *memStream) Read(p []byte) (int, error) {
 	}
 	end := s.limit()
 	if s.pos >= end {
+		if s.pos >= len(s.in) && s.readErr != nil {
+			return 0, s.readErr
+		}
 		if s.pos >= len(s.in) && !s.holdOpen {
 			return 0, io.EOF
 		}

@@ -53,11 +53,13 @@
 //
 // A worker that read or wrote EAGAIN waits on its wake channel: the buffered token cannot be lost
 // between the failed call and the wait, and a stale token costs one extra system call. A worker about
-// to park takes the lock: with pendingIn clear, no readable edge came since the socket was last read,
-// so the slot is parked and the next edge requeues it; with pendingIn set, the flag is cleared and the
-// socket is peeked at with recv(MSG_PEEK) outside the lock: bytes mean serve on, EAGAIN means try to
-// park again, end of stream means close. A small keep-alive request therefore costs read, write and no
-// further system call when it arrived on a parked socket.
+// to park takes the lock: with pendingIn clear and the socket found empty by its last read (a short
+// read or EAGAIN), no byte can be waiting without an edge to come, so the slot is parked and the next
+// edge requeues it; otherwise (pendingIn set, which it clears, or bytes possibly left behind, as after
+// a body read to its exact end with the next pipelined request behind it) the socket is peeked at with
+// recv(MSG_PEEK) outside the lock: bytes mean serve on, EAGAIN means try to park again, end of stream
+// means close. A small keep-alive request therefore costs read, write and no further system call when
+// it arrived on a parked socket.
 //
 // The slot lock is a mutex around park, unpark, the lists, the free stack and closing; it is held for
 // short, non-blocking steps (close(2) and shutdown(2) included, so that the poller's force-close never

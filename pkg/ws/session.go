@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,9 @@ type Transport interface {
 var ErrInterrupted = conn.ErrInterrupted
 
 // SessionHandler receives a session's events. OnMessage runs on the session's goroutine; payload is
-// valid only during the call.
+// valid only during the call. A panic in any of the three is recovered (CONTRACT H17 for sessions):
+// it is reported to PoolConfig.OnPanic, a panic in OnOpen or OnMessage closes the session with 1011
+// (messages that arrive meanwhile are dropped), and the session's pool entry comes back as usual.
 type SessionHandler interface {
 	OnOpen(s *Session)
 	OnMessage(s *Session, op Opcode, payload []byte)
@@ -45,6 +48,9 @@ type PoolConfig struct {
 	CloseTimeout time.Duration
 	// WriteTimeout bounds each write to a session. Default 10s.
 	WriteTimeout time.Duration
+	// OnPanic, when set, is told of every panic recovered from a SessionHandler, with the goroutine's
+	// stack, on the session's goroutine (the daemon logs and counts it).
+	OnPanic func(value any, stack []byte)
 }
 
 // Defaults of PoolConfig.
@@ -100,6 +106,7 @@ type Pool struct {
 	active  atomic.Int64
 	msgsIn  atomic.Uint64
 	msgsOut atomic.Uint64
+	panics  atomic.Uint64
 }
 
 // NewPool allocates MaxSessions sessions and their buffers.
@@ -277,12 +284,16 @@ func (s *Session) run(resetErr error) {
 		s.end()
 		return
 	}
-	s.handler.OnOpen(s)
 	var (
 		pinged     bool
 		closeUntil time.Time
 		seen       = c.Frames()
+		// failed: a handler panicked; the session ends with 1011 and takes no more messages.
+		failed = !s.onOpen()
 	)
+	if failed {
+		closeUntil = s.closeFailed()
+	}
 loop:
 	for {
 		deadline := time.Now().Add(p.cfg.PingInterval)
@@ -294,7 +305,10 @@ loop:
 		switch {
 		case err == nil:
 			p.msgsIn.Add(1)
-			s.handler.OnMessage(s, op, msg)
+			if !failed && !s.onMessage(op, msg) {
+				failed = true
+				closeUntil = s.closeFailed()
+			}
 		case errors.Is(err, ErrInterrupted):
 			code, force := s.flush()
 			if force {
@@ -360,10 +374,66 @@ func (s *Session) SendNow(op Opcode, payload []byte) error {
 	return nil
 }
 
+// onOpen runs the handler's OnOpen and reports whether it returned without a panic.
+func (s *Session) onOpen() (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.pool.panicked(v)
+			ok = false
+		}
+	}()
+	s.handler.OnOpen(s)
+	return true
+}
+
+// onMessage runs the handler's OnMessage and reports whether it returned without a panic.
+func (s *Session) onMessage(op Opcode, msg []byte) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.pool.panicked(v)
+			ok = false
+		}
+	}()
+	s.handler.OnMessage(s, op, msg)
+	return true
+}
+
+// onClose runs the handler's OnClose; a panic is reported and the session ends all the same.
+func (s *Session) onClose() {
+	defer func() {
+		if v := recover(); v != nil {
+			s.pool.panicked(v)
+		}
+	}()
+	s.handler.OnClose(s)
+}
+
+// closeFailed ends a session whose handler panicked: no more sends are queued, and close 1011
+// (internal error) goes out. It returns the deadline for the peer's close (CONTRACT W6).
+func (s *Session) closeFailed() time.Time {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.t.SetWriteDeadline(time.Now().Add(s.pool.cfg.WriteTimeout))
+	_ = s.conn.WriteClose(CloseInternalError, "")
+	return time.Now().Add(s.pool.cfg.CloseTimeout)
+}
+
+// panicked reports a recovered handler panic.
+func (p *Pool) panicked(v any) {
+	p.panics.Add(1)
+	if p.cfg.OnPanic != nil {
+		p.cfg.OnPanic(v, debug.Stack())
+	}
+}
+
+// Panics returns the number of handler panics recovered since start.
+func (p *Pool) Panics() uint64 { return p.panics.Load() }
+
 func (s *Session) end() {
 	p := s.pool
 	if s.handler != nil {
-		s.handler.OnClose(s)
+		s.onClose()
 	}
 	s.mu.Lock()
 	t := s.t

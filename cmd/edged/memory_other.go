@@ -1,0 +1,6 @@
+//go:build !linux
+
+package main
+
+// physicalMemory is unknown outside Linux: 0, and no configuration is refused for it.
+func physicalMemory() int64 { return 0 }

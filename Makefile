@@ -80,12 +80,13 @@ unit:
 fuzz-short:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_TEST)
 
+# -timeout=0: go test's default 10m limit would otherwise end a 10m fuzz run with "test timed out".
 fuzz:
 	@for pkg in $(FUZZ_PKGS); do \
 		list=$$($(GO) test -list 'Fuzz.*' $$pkg); \
 		for target in $$(grep '^Fuzz' <<<"$$list" || true); do \
 			echo "fuzz $$pkg $$target for $(FUZZTIME)"; \
-			$(GO) test -run '^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) $$pkg; \
+			$(GO) test -run '^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) -timeout=0 $$pkg; \
 		done; \
 	done
 

@@ -45,25 +45,7 @@ func startActivated(t *testing.T, names []string, args func(addrs map[string]str
 		d := &daemon{t: t, exited: make(chan struct{}), addr: addrs["http"]}
 		d.cmd = exec.Command(socketActivate, argv...)
 		d.cmd.Env = daemonEnv()
-		d.cmd.Stderr = d
-		if err := d.cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", socketActivate, err)
-		}
-		go func() {
-			d.waitErr = d.cmd.Wait()
-			close(d.exited)
-		}()
-		t.Cleanup(func() {
-			select {
-			case <-d.exited:
-			default:
-				_ = d.cmd.Process.Kill()
-				<-d.exited
-			}
-			if strings.Contains(d.stderrText(), "WARNING: DATA RACE") {
-				t.Errorf("the daemon reported a data race:\n%s", d.stderrText())
-			}
-		})
+		d.start(t, socketActivate)
 		listening := func() bool {
 			for _, a := range addrs {
 				if !strings.Contains(d.stderrText(), "Listening on "+a+" as ") {

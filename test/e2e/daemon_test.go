@@ -196,25 +196,7 @@ func startDaemonCmd(t *testing.T, argv0 []string, env []string, args ...string) 
 	argv := append(append(append([]string(nil), argv0...), "serve", "--listen", "127.0.0.1:0", "--log-format", "json"), args...)
 	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Env = daemonEnv(env...)
-	d.cmd.Stderr = d
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("start edged: %v", err)
-	}
-	go func() {
-		d.waitErr = d.cmd.Wait()
-		close(d.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-d.exited:
-		default:
-			_ = d.cmd.Process.Kill()
-			<-d.exited
-		}
-		if strings.Contains(d.stderrText(), "WARNING: DATA RACE") {
-			t.Errorf("the daemon reported a data race:\n%s", d.stderrText())
-		}
-	})
+	d.start(t, "edged")
 	rec := d.waitLog("edged started")
 	addr, _ := rec["addr"].(string)
 	if _, _, err := net.SplitHostPort(addr); err != nil || strings.HasSuffix(addr, ":0") {
@@ -387,4 +369,29 @@ func runEdged(t *testing.T, env []string, args ...string) (code int, stdout, std
 		t.Fatalf("edged %v: %v", args, err)
 	}
 	return code, out.String(), errOut.String()
+}
+
+// start runs d.cmd with its stderr captured, reaps it, and at the end of the test kills it if it is still
+// running and fails the test on a data race the daemon reported.
+func (d *daemon) start(t *testing.T, what string) {
+	t.Helper()
+	d.cmd.Stderr = d
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", what, err)
+	}
+	go func() {
+		d.waitErr = d.cmd.Wait()
+		close(d.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+		}
+		if strings.Contains(d.stderrText(), "WARNING: DATA RACE") {
+			t.Errorf("the daemon reported a data race:\n%s", d.stderrText())
+		}
+	})
 }

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,8 @@ type options struct {
 	out                                      string
 	parked                                   int
 	extras                                   bool // footprint under load, syscalls, allocations, sizes, profile
+	only                                     *regexp.Regexp
+	memory                                   bool // measure the memory footprint
 }
 
 // workload is one row group of the table.
@@ -77,7 +80,21 @@ const (
 // wsConns is the number of WebSocket echo connections; edged gets --ws-max-conns above it.
 const wsConns = 16
 
-func workloads(smoke bool) []workload {
+func workloads(smoke bool, only *regexp.Regexp) []workload {
+	all := allWorkloads(smoke)
+	if only == nil {
+		return all
+	}
+	var some []workload
+	for _, w := range all {
+		if only.MatchString(w.title) {
+			some = append(some, w)
+		}
+	}
+	return some
+}
+
+func allWorkloads(smoke bool) []workload {
 	http := []string{kEdged, kNetHTTP, kFastHTTP, kNginx}
 	withDefaults := []string{kEdged, kDefaults, kNetHTTP, kFastHTTP, kNginx}
 	ws := []string{kEdged, kGorilla}
@@ -117,8 +134,19 @@ func main() {
 	flag.BoolVar(&o.smoke, "smoke", false, "one 1 s run of each workload at 4 connections, no comparisons, no extras")
 	flag.StringVar(&o.out, "out", "", "write the report into this Markdown file's generated section")
 	flag.IntVar(&o.parked, "parked", 1000, "idle keep-alive connections held for the memory figures")
+	only := flag.String("only", "", "run only the workloads whose title matches this regular expression "+
+		"(\"memory\" runs the memory footprint alone); no extras, nothing written: for tuning")
 	flag.Parse()
 	o.extras = !o.smoke
+	o.memory = true
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			log.Fatalf("suite: -only: %v", err)
+		}
+		o.only, o.extras, o.out = re, false, ""
+		o.memory = re.MatchString("memory")
+	}
 	if o.smoke {
 		o.rounds, o.duration, o.parked = 1, time.Second, 50
 	}
@@ -163,7 +191,7 @@ func run(ctx context.Context, o *options) error {
 	r.loadStart = loadAvg()
 	fmt.Printf("machine: %s\nload average: %s\n", r.machine, r.loadStart)
 
-	if o.extras || o.smoke {
+	if o.memory {
 		fmt.Println("== memory footprint")
 		if err := r.footprint(ctx, dir, root); err != nil {
 			return err

@@ -50,7 +50,7 @@ func (r *report) rounds(ctx context.Context, dir, root string) error {
 	for k, s := range srv {
 		r.argv[k] = s.argv
 	}
-	r.wls = workloads(r.opts.smoke)
+	r.wls = workloads(r.opts.smoke, r.opts.only)
 	r.results = map[string]map[string][]sample{}
 	for _, w := range r.wls {
 		r.results[w.title] = map[string][]sample{}

@@ -51,9 +51,12 @@ type Connection struct {
 	// The response: see response.go.
 	resp response
 
-	flushedAt  time.Time // clock read of the last flush: the end of the exchange
-	closing    bool      // graceful shutdown: every response closes
-	closeAfter bool      // this exchange ends the connection
+	flushedAt time.Time // clock read of the last flush: the end of the exchange
+	// more: the bytes being written are followed at once by a file body (SendFile), so they go out
+	// with FileSender.WriteMore: head and file leave in the same TCP segments.
+	more       bool
+	closing    bool // graceful shutdown: every response closes
+	closeAfter bool // this exchange ends the connection
 	deadline   time.Time
 	stats      ExchangeStats
 
@@ -425,7 +428,13 @@ func (c *Connection) writeRaw(p []byte) error {
 func (c *Connection) writeDeadline(p []byte, d time.Time) error {
 	c.s.SetWriteDeadline(d)
 	for len(p) > 0 {
-		n, err := c.s.Write(p)
+		var n int
+		var err error
+		if fs, ok := c.s.(FileSender); ok && c.more {
+			n, err = fs.WriteMore(p)
+		} else {
+			n, err = c.s.Write(p)
+		}
 		c.stats.Sent += int64(n)
 		p = p[n:]
 		if err != nil {

@@ -9,9 +9,13 @@ import (
 
 // FileSender is implemented by streams that can send a file's bytes straight from the page cache
 // (sendfile(2)). SendFile sends up to n bytes of the file descriptor fd from offset and returns how many
-// it sent; it blocks until then, the write deadline, or an error, like Write.
+// it sent; it blocks until then, the write deadline, or an error, like Write. WriteMore is Write for
+// bytes that a SendFile follows at once (the response head): a socket holds them back until the file's
+// bytes join them (MSG_MORE), so that a small file and its head leave in one segment and the client
+// reads them in one go.
 type FileSender interface {
 	SendFile(fd int, offset, n int64) (int64, error)
+	WriteMore(p []byte) (int, error)
 }
 
 // SendFile writes n bytes of the open file descriptor fd from offset as (the rest of) the response
@@ -33,14 +37,19 @@ func (c *Connection) SendFile(fd int, offset, n int64) error {
 	if r.cl >= 0 && r.written+n > r.cl {
 		return ErrContentLength
 	}
-	if err := c.flush(false); err != nil {
+	fs, ok := c.s.(FileSender)
+	// The head (and anything buffered) goes out marked "more to come" when the file's bytes follow it
+	// directly: a declared length and a file to send.
+	c.more = ok && n > 0 && r.cl >= 0
+	err := c.flush(false)
+	c.more = false
+	if err != nil {
 		return err
 	}
 	if r.framing == framingChunked {
 		// A chunked body cannot take raw file bytes: frame them through the buffer.
 		return c.copyFile(fd, offset, n)
 	}
-	fs, ok := c.s.(FileSender)
 	if !ok {
 		return c.copyFile(fd, offset, n)
 	}

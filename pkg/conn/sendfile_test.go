@@ -17,6 +17,7 @@ import (
 type fileStream struct {
 	*memStream
 	calls int
+	more  int // WriteMore calls
 }
 
 func (s *fileStream) SendFile(fd int, offset, n int64) (int64, error) {
@@ -28,6 +29,11 @@ func (s *fileStream) SendFile(fd int, offset, n int64) (int64, error) {
 	}
 	s.out = append(s.out, buf[:k]...)
 	return int64(k), nil
+}
+
+func (s *fileStream) WriteMore(p []byte) (int, error) {
+	s.more++
+	return s.Write(p)
 }
 
 func tempFile(t *testing.T, data []byte) *os.File {
@@ -94,6 +100,10 @@ func TestSendFile(t *testing.T) {
 		if fs.calls == 0 {
 			t.Errorf("the stream's SendFile was not used")
 		}
+		// The head went out marked "more to come", the next response's did not.
+		if fs.more != 1 {
+			t.Errorf("WriteMore calls: %d, want 1 (the file response's head)", fs.more)
+		}
 		if len(rs) != 2 || !bytes.Equal(rs[0].body, data[1000:16000]) || string(rs[1].body) != "next" || errs[0] != nil {
 			t.Errorf("responses %s, errors %v", statuses(rs), errs)
 		}
@@ -110,6 +120,9 @@ func TestSendFile(t *testing.T) {
 		})
 		if len(rs) != 2 || !bytes.Equal(rs[0].body, data) || rs[0].bodyErr != nil || string(rs[1].body) != "next" {
 			t.Errorf("chunked file response: %s, body %d bytes (%v)", statuses(rs), len(rs[0].body), rs[0].bodyErr)
+		}
+		if fs.more != 0 {
+			t.Errorf("WriteMore calls: %d, want 0: the file goes through the buffer", fs.more)
 		}
 	})
 

@@ -138,6 +138,29 @@ func (st *stream) Write(p []byte) (int, error) {
 	return done, nil
 }
 
+// WriteMore is Write with MSG_MORE: the kernel holds the bytes back until the next send without the
+// flag (sendfile(2) clears it with its last page), so that a response head and the file body after it
+// leave together (conn.FileSender).
+func (st *stream) WriteMore(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.SendmsgN(st.fd, p[done:], nil, nil, unix.MSG_MORE)
+		switch {
+		case err == nil:
+			done += n
+			continue
+		case err == unix.EINTR:
+			continue
+		case err != unix.EAGAIN:
+			return done, err
+		}
+		if err := st.wait(st.wdl, errWriteTimeout); err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
 // maxSendfileChunk bounds one sendfile(2) call: the kernel sends at most 0x7ffff000 bytes at a time,
 // and the count must fit in a 32-bit int on ARM.
 const maxSendfileChunk = 1 << 30

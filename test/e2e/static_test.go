@@ -242,7 +242,8 @@ func TestD5_Ranges(t *testing.T) {
 }
 
 // TestD5_GzipSibling: NAME.gz is sent with Content-Encoding: gzip to a client that accepts gzip, NAME
-// to one that does not; both carry Vary: Accept-Encoding.
+// to one that does not; both carry Vary: Accept-Encoding. A request without Accept-Encoding gets the
+// file without Vary: the sibling is not looked for.
 func TestD5_GzipSibling(t *testing.T) {
 	root, files := webroot(t)
 	d := startDaemon(t, nil, "--webroot", root)
@@ -258,7 +259,11 @@ func TestD5_GzipSibling(t *testing.T) {
 		{"X-None: 1", false},
 	} {
 		r := d.request(t, "GET", "/app.js", tc.accept)
-		if r.StatusCode != 200 || r.Header.Get("Vary") != "Accept-Encoding" || r.Header.Get("Content-Type") != "text/javascript; charset=utf-8" {
+		vary := "Accept-Encoding"
+		if !strings.HasPrefix(tc.accept, "Accept-Encoding") {
+			vary = ""
+		}
+		if r.StatusCode != 200 || r.Header.Get("Vary") != vary || r.Header.Get("Content-Type") != "text/javascript; charset=utf-8" {
 			t.Errorf("%q: %d Vary %q Content-Type %q", tc.accept, r.StatusCode, r.Header.Get("Vary"), r.Header.Get("Content-Type"))
 		}
 		want, enc := files["app.js"], ""

@@ -287,8 +287,8 @@ func (s *loopStream) Read(p []byte) (int, error) {
 	return n, nil
 }
 func (s *loopStream) Write(p []byte) (int, error) { return len(p), nil }
-func (s *loopStream) SetReadDeadline(time.Time)    {}
-func (s *loopStream) SetWriteDeadline(time.Time)   {}
+func (s *loopStream) SetReadDeadline(time.Time)   {}
+func (s *loopStream) SetWriteDeadline(time.Time)  {}
 
 // TestD5_NoAllocationPerFileRequest: serving a file (opened, answered, closed) allocates nothing per
 // request, with and without a precompressed sibling looked for (CONTRACT P1: zero heap allocations

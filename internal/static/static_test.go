@@ -291,8 +291,8 @@ func (s *loopStream) SetReadDeadline(time.Time)   {}
 func (s *loopStream) SetWriteDeadline(time.Time)  {}
 
 // TestD5_NoAllocationPerFileRequest: serving a file (opened, answered, closed) allocates nothing per
-// request, with and without a precompressed sibling looked for (CONTRACT P1: zero heap allocations
-// per request).
+// request, with and without a precompressed sibling looked for, as H22 and S2 ask of every request
+// path.
 func TestD5_NoAllocationPerFileRequest(t *testing.T) {
 	r, _ := newRoot(t)
 	h := conn.HandlerFunc(func(_ int, c *conn.Connection) error { return r.Serve(c) })

@@ -64,13 +64,19 @@ peer_pid=$!
 edged_addr=$(wait_for "$work/edged.log" 's/.*"msg":"edged started".*"addr":"\([^"]*\)".*/\1/p' "$edged_pid" edged)
 peer_addr=$(wait_for "$work/peer.log" 's/^listening on \(.*\)$/\1/p' "$peer_pid" peer)
 
+# cpu_ms PID: the process's CPU time so far (user + system, all threads), in milliseconds.
+clk_tck=$(getconf CLK_TCK)
+cpu_ms() { awk -v hz="$clk_tck" '{sub(/^.*\) /, ""); print int(($12 + $13) * 1000 / hz)}' "/proc/$1/stat"; }
+
 declare -A results
 for ((round = 1; round <= rounds; round++)); do
 	for size in "${sizes[@]}"; do
 		for server in edged gorilla; do
-			addr=$edged_addr
-			[[ $server == gorilla ]] && addr=$peer_addr
+			addr=$edged_addr pid=$edged_pid
+			[[ $server == gorilla ]] && addr=$peer_addr pid=$peer_pid
+			cpu0=$(cpu_ms "$pid")
 			line=$("$work/wsload" -url "ws://$addr/echo" -c "$conns" -s "$size" -d "$duration")
+			line+=" server_cpu_ms=$(($(cpu_ms "$pid") - cpu0))"
 			rate=$(sed -n 's/.*msgs_per_sec=\([0-9]*\).*/\1/p' <<<"$line")
 			[[ -n $rate ]] || { echo "bench-ws: no figure from wsload: $line" >&2; exit 1; }
 			echo "round $round, $size B, $server: $line" >&2

@@ -113,7 +113,11 @@ type wsKey struct {
 	key  string
 }
 
-var reWSRound = regexp.MustCompile(`(?m)^round [0-9]+, ([0-9]+) B, (edged|gorilla): .*msgs_per_sec=([0-9.]+) p50_us=([0-9]+) p99_us=([0-9]+)`)
+var (
+	reWSRound = regexp.MustCompile(`(?m)^round [0-9]+, ([0-9]+) B, (edged|gorilla): .*msgs_per_sec=([0-9.]+) p50_us=([0-9]+) p99_us=([0-9]+)(.*)$`)
+	reWSMsgs  = regexp.MustCompile(`msgs=([0-9]+)`)
+	reWSCPU   = regexp.MustCompile(`server_cpu_ms=([0-9]+)`)
+)
 
 // runWSScript runs scripts/bench-ws.sh for one round and parses the lines it prints per run.
 func runWSScript(ctx context.Context, env, argv []string, d time.Duration) (map[wsKey]sample, error) {
@@ -135,6 +139,14 @@ func runWSScript(ctx context.Context, env, argv []string, d time.Duration) (map[
 		var s sample
 		s.rate, _ = strconv.ParseFloat(m[3], 64)
 		s.requests = int64(s.rate)
+		// The messages of the run and the server's CPU time during it give the CPU per message.
+		if m := reWSMsgs.FindStringSubmatch(m[6]); m != nil {
+			s.requests, _ = strconv.ParseInt(m[1], 10, 64)
+		}
+		if m := reWSCPU.FindStringSubmatch(m[6]); m != nil {
+			ms, _ := strconv.ParseInt(m[1], 10, 64)
+			s.cpu = time.Duration(ms) * time.Millisecond
+		}
 		p50, _ := strconv.ParseInt(m[4], 10, 64)
 		p99, _ := strconv.ParseInt(m[5], 10, 64)
 		s.p50, s.p99 = time.Duration(p50)*time.Microsecond, time.Duration(p99)*time.Microsecond

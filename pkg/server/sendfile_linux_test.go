@@ -19,7 +19,7 @@ import (
 // TestD5_SendFileThroughWorkerStream: a file much larger than the worker's buffers and the socket's
 // send buffer goes out through the worker stream's SendFile (sendfile(2)), intact, also to a client that
 // reads slowly, so that the stream waits for the socket to drain (EAGAIN) between calls. The e2e test
-// TestD5_SendfileSyscall watches the daemon with strace to see sendfile(2) itself.
+// TestD5_LargeFileSendfile watches the daemon with strace to see sendfile(2) itself.
 func TestD5_SendFileThroughWorkerStream(t *testing.T) {
 	checkLeaks(t)
 	data := make([]byte, 5<<20+123)

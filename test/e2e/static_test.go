@@ -354,14 +354,15 @@ func TestD5_Traversal(t *testing.T) {
 
 // TestD5_LargeFileSendfile: a 5 MiB file arrives intact (sha256) through curl and net/http, ranges of
 // it too, and the daemon sends it with sendfile(2): strace on the daemon sees sendfile calls that add up
-// to the file's size, and no write(2) carrying its bytes.
+// to the file's size, and no write(2) carrying its bytes. The response head goes out with MSG_MORE, so
+// that the kernel sends it together with the file's first bytes.
 func TestD5_LargeFileSendfile(t *testing.T) {
 	requireTool(t, straceBin)
 	root, files := webroot(t)
 	big := files["big.bin"]
 	want := sha256.Sum256(big)
 	trace := filepath.Join(t.TempDir(), "strace.out")
-	d := startDaemonCmd(t, []string{straceBin, "-f", "-qq", "-e", "trace=sendfile,write,writev", "-o", trace, edgedBin}, nil,
+	d := startDaemonCmd(t, []string{straceBin, "-f", "-qq", "-e", "trace=sendfile,write,writev,sendmsg", "-o", trace, edgedBin}, nil,
 		"--webroot", root)
 	pid := int(d.waitLog("edged started")["pid"].(float64))
 
@@ -398,6 +399,9 @@ func TestD5_LargeFileSendfile(t *testing.T) {
 	}
 	if sent < 2*len(big) {
 		t.Errorf("sendfile(2) sent %d bytes, want at least %d (the file twice)\n%s", sent, 2*len(big), clipTrace(traced))
+	}
+	if heads := regexp.MustCompile(`sendmsg\(\d+, .*HTTP/1\.1 200 OK.*MSG_MORE\) = \d+`).FindAll(traced, -1); len(heads) < 2 {
+		t.Errorf("%d response heads sent with sendmsg(MSG_MORE), want 2 (one per GET)\n%s", len(heads), clipTrace(traced))
 	}
 	for _, m := range regexp.MustCompile(`write\(\d+, .*\) = (\d+)`).FindAllSubmatch(traced, -1) {
 		if k, _ := strconv.Atoi(string(m[1])); k > 64<<10 {

@@ -14,6 +14,16 @@ type listener struct {
 	fd      int
 	addr    string
 	pending bool // a readable edge was seen and the backlog has not been emptied since (edge-triggered)
+	// nodelay: TCP_NODELAY is set on the listening socket. Linux copies it into every socket accepted
+	// from it, which saves a setsockopt(2) per connection; otherwise each accepted socket gets it.
+	nodelay bool
+}
+
+// setNoDelay sets TCP_NODELAY on the listener, for the sockets it will accept: responses leave in
+// as few writes as possible (CONTRACT H16), and Nagle's algorithm would only delay them. It fails
+// harmlessly on a socket that is not TCP (an adopted Unix socket).
+func (ln *listener) setNoDelay() {
+	ln.nodelay = unix.SetsockoptInt(ln.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) == nil
 }
 
 // openListeners binds cfg.Listen or adopts cfg.Listeners. On error every socket opened so far is closed.
@@ -89,7 +99,9 @@ func bindListener(text string, backlog int) (listener, error) {
 		return fail("listen", err)
 	}
 	ok = true
-	return listener{fd: fd, addr: localAddr(fd)}, nil
+	ln := listener{fd: fd, addr: localAddr(fd)}
+	ln.setNoDelay()
+	return ln, nil
 }
 
 // adoptListener takes over a descriptor passed by the service manager (CONTRACT S12). It must be a
@@ -112,7 +124,9 @@ func adoptListener(fd int) (listener, error) {
 		return fail(os.NewSyscallError("fcntl", err))
 	}
 	unix.CloseOnExec(fd)
-	return listener{fd: fd, addr: localAddr(fd)}, nil
+	ln := listener{fd: fd, addr: localAddr(fd)}
+	ln.setNoDelay()
+	return ln, nil
 }
 
 // localAddr formats the bound address of fd, e.g. "127.0.0.1:41234" or "[::]:8080".

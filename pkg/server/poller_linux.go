@@ -312,8 +312,10 @@ func (s *Server) acceptOne(ln *listener, now int64) bool {
 	s.backoff = 0
 	s.accepted.Add(1)
 	s.obs.Accepted()
-	// Responses leave in as few writes as possible (CONTRACT H16); Nagle would only delay them.
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if !ln.nodelay {
+		// The listener could not carry TCP_NODELAY for its sockets (listener.setNoDelay).
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
 	s.mu.Lock()
 	s.admitLocked(i, fd, now)
 	s.mu.Unlock()

@@ -2,9 +2,13 @@ package server
 
 import (
 	"errors"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/edged/edged/pkg/conn"
 )
@@ -119,5 +123,74 @@ func TestS1_ParseListenAddr(t *testing.T) {
 		if (err == nil) != tc.ok || (tc.ok && (a.ip.String() != tc.ip || a.port != tc.port)) {
 			t.Errorf("parseListenAddr(%q) = %v %d, %v", tc.in, a.ip, a.port, err)
 		}
+	}
+}
+
+// acceptedNoDelay reports TCP_NODELAY of the sockets of this process that were accepted on port: the
+// server's side of every connection (the test's clients are in the same process).
+func acceptedNoDelay(t *testing.T, port int) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || acc != 0 {
+			continue // not a socket, or a listener
+		}
+		sa, err := unix.Getsockname(fd)
+		if a, ok := sa.(*unix.SockaddrInet4); err != nil || !ok || a.Port != port {
+			continue
+		}
+		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, v)
+	}
+	return got
+}
+
+// TestH16_AcceptedSocketsHaveNoDelay: every accepted socket has TCP_NODELAY, so that a response's one
+// write leaves at once; the server sets it once on its listener (bound here or adopted, S12), whose
+// sockets inherit it, instead of once per connection.
+func TestH16_AcceptedSocketsHaveNoDelay(t *testing.T) {
+	checkLeaks(t)
+	adopted, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(adopted, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(adopted, 16); err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []Config{
+		{Workers: 2, SocketQueue: 4, ParkIdle: true},
+		{Listeners: []int{adopted}, Workers: 2, SocketQueue: 4, ParkIdle: true},
+	} {
+		ts := startServer(t, cfg, echoPath)
+		_, portText, _ := strings.Cut(ts.Addr(), ":")
+		port, _ := strconv.Atoi(portText)
+		var clients []*client
+		for range 3 {
+			cl := dial(t, ts.Addr())
+			cl.roundTrip("/x", "/x")
+			clients = append(clients, cl)
+		}
+		got := acceptedNoDelay(t, port)
+		if len(got) != 3 || got[0] != 1 || got[1] != 1 || got[2] != 1 {
+			t.Errorf("listeners %v: TCP_NODELAY of the accepted sockets: %v, want [1 1 1]", cfg.Listeners, got)
+		}
+		for _, cl := range clients {
+			cl.c.Close()
+		}
+		waitFor(t, "the sockets to close", func() bool { return ts.Stats().SocketsOpen == 0 })
 	}
 }

@@ -15,6 +15,14 @@ type Stream interface {
 	SetWriteDeadline(t time.Time)
 }
 
+// MoreWriter is implemented by streams that can hold bytes back until the next write joins them
+// (MSG_MORE on a socket). SendFile writes the response head with WriteMore when the file's bytes follow
+// it at once, so that a small file and its head leave in one segment and the client reads them in one
+// go. WriteMore otherwise behaves as Write.
+type MoreWriter interface {
+	WriteMore(p []byte) (int, error)
+}
+
 // Handler answers one request on a Connection (CONTRACT H20). taskID is the worker's index, stable
 // for the worker's lifetime, so a handler can keep per-worker state without locks.
 type Handler interface {

@@ -53,7 +53,7 @@ type Connection struct {
 
 	flushedAt time.Time // clock read of the last flush: the end of the exchange
 	// more: the bytes being written are followed at once by a file body (SendFile), so they go out
-	// with FileSender.WriteMore: head and file leave in the same TCP segments.
+	// with MoreWriter.WriteMore: head and file leave in the same TCP segments.
 	more       bool
 	closing    bool // graceful shutdown: every response closes
 	closeAfter bool // this exchange ends the connection
@@ -147,6 +147,7 @@ func (c *Connection) Reset(s Stream) {
 	c.s = s
 	c.r, c.w = 0, 0
 	c.closing = false
+	c.more = false
 	c.state = StateIdle
 }
 
@@ -430,8 +431,8 @@ func (c *Connection) writeDeadline(p []byte, d time.Time) error {
 	for len(p) > 0 {
 		var n int
 		var err error
-		if fs, ok := c.s.(FileSender); ok && c.more {
-			n, err = fs.WriteMore(p)
+		if c.more {
+			n, err = c.s.(MoreWriter).WriteMore(p) // SendFile set more only for a MoreWriter
 		} else {
 			n, err = c.s.Write(p)
 		}

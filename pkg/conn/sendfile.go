@@ -3,19 +3,17 @@
 package conn
 
 import (
+	"errors"
 	"io"
 	"syscall"
 )
 
 // FileSender is implemented by streams that can send a file's bytes straight from the page cache
 // (sendfile(2)). SendFile sends up to n bytes of the file descriptor fd from offset and returns how many
-// it sent; it blocks until then, the write deadline, or an error, like Write. WriteMore is Write for
-// bytes that a SendFile follows at once (the response head): a socket holds them back until the file's
-// bytes join them (MSG_MORE), so that a small file and its head leave in one segment and the client
-// reads them in one go.
+// it sent; it blocks until then, the write deadline, or an error, like Write. A FileSender that is also
+// a MoreWriter gets the response head before the file through WriteMore.
 type FileSender interface {
 	SendFile(fd int, offset, n int64) (int64, error)
-	WriteMore(p []byte) (int, error)
 }
 
 // SendFile writes n bytes of the open file descriptor fd from offset as (the rest of) the response
@@ -40,7 +38,8 @@ func (c *Connection) SendFile(fd int, offset, n int64) error {
 	fs, ok := c.s.(FileSender)
 	// The head (and anything buffered) goes out marked "more to come" when the file's bytes follow it
 	// directly: a declared length and a file to send.
-	c.more = ok && n > 0 && r.cl >= 0
+	_, canMore := c.s.(MoreWriter)
+	c.more = ok && canMore && n > 0 && r.cl >= 0
 	err := c.flush(false)
 	c.more = false
 	if err != nil {
@@ -64,6 +63,11 @@ func (c *Connection) SendFile(fd int, offset, n int64) error {
 		r.written += k
 		offset += k
 		n -= k
+		if k == 0 && (errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSYS)) {
+			// The file cannot be spliced (a file system without sendfile support): its bytes go
+			// through the write buffer instead, as for a stream that is no FileSender.
+			return c.copyFile(fd, offset, n)
+		}
 		if err != nil {
 			return c.refuse(c.timeoutError(err, d))
 		}

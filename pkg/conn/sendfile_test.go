@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/edged/edged/pkg/conn"
 )
@@ -17,11 +18,24 @@ import (
 type fileStream struct {
 	*memStream
 	calls int
-	more  int // WriteMore calls
+	more  int   // WriteMore calls
+	fail  error // SendFile fails with this, sending nothing
 }
+
+// sendOnly is a FileSender that is no MoreWriter.
+type sendOnly struct{ fs *fileStream }
+
+func (s sendOnly) Read(p []byte) (int, error)                   { return s.fs.Read(p) }
+func (s sendOnly) Write(p []byte) (int, error)                  { return s.fs.Write(p) }
+func (s sendOnly) SetReadDeadline(t time.Time)                  { s.fs.SetReadDeadline(t) }
+func (s sendOnly) SetWriteDeadline(t time.Time)                 { s.fs.SetWriteDeadline(t) }
+func (s sendOnly) SendFile(fd int, off, n int64) (int64, error) { return s.fs.SendFile(fd, off, n) }
 
 func (s *fileStream) SendFile(fd int, offset, n int64) (int64, error) {
 	s.calls++
+	if s.fail != nil {
+		return 0, s.fail
+	}
 	buf := make([]byte, n)
 	k, err := syscall.Pread(fd, buf, offset)
 	if err != nil {
@@ -103,6 +117,30 @@ func TestSendFile(t *testing.T) {
 		// The head went out marked "more to come", the next response's did not.
 		if fs.more != 1 {
 			t.Errorf("WriteMore calls: %d, want 1 (the file response's head)", fs.more)
+		}
+		if len(rs) != 2 || !bytes.Equal(rs[0].body, data[1000:16000]) || string(rs[1].body) != "next" || errs[0] != nil {
+			t.Errorf("responses %s, errors %v", statuses(rs), errs)
+		}
+	})
+
+	t.Run("a FileSender without WriteMore", func(t *testing.T) {
+		ms := newMemStream(in)
+		fs := &fileStream{memStream: ms}
+		rs, errs := serve(t, sendOnly{fs}, ms, withLength)
+		if fs.calls == 0 || fs.more != 0 {
+			t.Errorf("SendFile calls %d, WriteMore calls %d; want some and none", fs.calls, fs.more)
+		}
+		if len(rs) != 2 || !bytes.Equal(rs[0].body, data[1000:16000]) || string(rs[1].body) != "next" || errs[0] != nil {
+			t.Errorf("responses %s, errors %v", statuses(rs), errs)
+		}
+	})
+
+	t.Run("a file sendfile cannot take: through the buffer", func(t *testing.T) {
+		ms := newMemStream(in)
+		fs := &fileStream{memStream: ms, fail: syscall.EINVAL}
+		rs, errs := serve(t, fs, ms, withLength)
+		if fs.calls != 1 {
+			t.Errorf("SendFile calls: %d, want 1", fs.calls)
 		}
 		if len(rs) != 2 || !bytes.Equal(rs[0].body, data[1000:16000]) || string(rs[1].body) != "next" || errs[0] != nil {
 			t.Errorf("responses %s, errors %v", statuses(rs), errs)

@@ -14,16 +14,12 @@ type listener struct {
 	fd      int
 	addr    string
 	pending bool // a readable edge was seen and the backlog has not been emptied since (edge-triggered)
-	// nodelay: TCP_NODELAY is set on the listening socket. Linux copies it into every socket accepted
-	// from it, which saves a setsockopt(2) per connection; otherwise each accepted socket gets it.
-	nodelay bool
-}
-
-// setNoDelay sets TCP_NODELAY on the listener, for the sockets it will accept: responses leave in
-// as few writes as possible (CONTRACT H16), and Nagle's algorithm would only delay them. It fails
-// harmlessly on a socket that is not TCP (an adopted Unix socket).
-func (ln *listener) setNoDelay() {
-	ln.nodelay = unix.SetsockoptInt(ln.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) == nil
+	// inherited: every socket accepted from this listener already has TCP_NODELAY, or is no TCP
+	// socket, so accept needs no setsockopt(2) of its own. Responses leave in as few writes as
+	// possible (CONTRACT H16), and Nagle's algorithm would only delay them. Linux copies the
+	// listener's TCP_NODELAY into a connection when its handshake completes, so the option must be on
+	// the listener before the first client can connect: see bindListener and adoptListener.
+	inherited bool
 }
 
 // openListeners binds cfg.Listen or adopts cfg.Listeners. On error every socket opened so far is closed.
@@ -92,6 +88,8 @@ func bindListener(text string, backlog int) (listener, error) {
 			return fail("setsockopt", err)
 		}
 	}
+	// Before listen(2): every connection, from the first, inherits the option.
+	inherited := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) == nil
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
 	}
@@ -99,9 +97,7 @@ func bindListener(text string, backlog int) (listener, error) {
 		return fail("listen", err)
 	}
 	ok = true
-	ln := listener{fd: fd, addr: localAddr(fd)}
-	ln.setNoDelay()
-	return ln, nil
+	return listener{fd: fd, addr: localAddr(fd), inherited: inherited}, nil
 }
 
 // adoptListener takes over a descriptor passed by the service manager (CONTRACT S12). It must be a
@@ -124,9 +120,23 @@ func adoptListener(fd int) (listener, error) {
 		return fail(os.NewSyscallError("fcntl", err))
 	}
 	unix.CloseOnExec(fd)
-	ln := listener{fd: fd, addr: localAddr(fd)}
-	ln.setNoDelay()
-	return ln, nil
+	return listener{fd: fd, addr: localAddr(fd), inherited: adoptedNoDelay(fd)}, nil
+}
+
+// adoptedNoDelay reports whether the sockets accepted from an adopted listener need no TCP_NODELAY of
+// their own: a Unix socket, or a TCP socket that already had the option when it was handed over (a
+// socket unit with NoDelay=yes, as edged's own). Otherwise the option is set on the listener for
+// later connections, but connections queued before that (the one that started the service, those that
+// came during a restart) lack it, so every accepted socket still gets it (one setsockopt(2) each).
+func adoptedNoDelay(fd int) bool {
+	if domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err == nil && domain == unix.AF_UNIX {
+		return true
+	}
+	if v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); err == nil && v == 1 {
+		return true
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	return false
 }
 
 // localAddr formats the bound address of fd, e.g. "127.0.0.1:41234" or "[::]:8080".

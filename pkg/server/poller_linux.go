@@ -312,8 +312,8 @@ func (s *Server) acceptOne(ln *listener, now int64) bool {
 	s.backoff = 0
 	s.accepted.Add(1)
 	s.obs.Accepted()
-	if !ln.nodelay {
-		// The listener could not carry TCP_NODELAY for its sockets (listener.setNoDelay).
+	if !ln.inherited {
+		// Responses leave in as few writes as possible (CONTRACT H16); see listener.inherited.
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
 	s.mu.Lock()

@@ -157,36 +157,70 @@ func acceptedNoDelay(t *testing.T, port int) []int {
 }
 
 // TestH16_AcceptedSocketsHaveNoDelay: every accepted socket has TCP_NODELAY, so that a response's one
-// write leaves at once; the server sets it once on its listener (bound here or adopted, S12), whose
-// sockets inherit it, instead of once per connection.
+// write leaves at once. A listener bound by the server has the option before listen(2), and its
+// sockets inherit it; so do those of an adopted listener that had it (S12, NoDelay=yes). An adopted
+// listener without it may hold connections queued before the server started, which did not inherit
+// it: they get it at accept.
 func TestH16_AcceptedSocketsHaveNoDelay(t *testing.T) {
 	checkLeaks(t)
-	adopted, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
+	addrOf := func(fd int) string {
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "127.0.0.1:" + strconv.Itoa(sa.(*unix.SockaddrInet4).Port)
 	}
-	if err := unix.Bind(adopted, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
+	adopt := func(nodelay int) int {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, nodelay); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Listen(fd, 16); err != nil {
+			t.Fatal(err)
+		}
+		return fd
 	}
-	if err := unix.Listen(adopted, 16); err != nil {
-		t.Fatal(err)
-	}
-	for _, cfg := range []Config{
-		{Workers: 2, SocketQueue: 4, ParkIdle: true},
-		{Listeners: []int{adopted}, Workers: 2, SocketQueue: 4, ParkIdle: true},
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"bound", Config{}},
+		{"adopted with TCP_NODELAY", Config{Listeners: []int{adopt(1)}}},
+		{"adopted without", Config{Listeners: []int{adopt(0)}}},
 	} {
-		ts := startServer(t, cfg, echoPath)
+		tc.cfg.Listen, tc.cfg.Workers, tc.cfg.SocketQueue, tc.cfg.ParkIdle = "127.0.0.1:0", 2, 4, true
+		// The first client connects before the server has the socket (adopted) or before it runs
+		// (bound): it waits in the listener's backlog.
+		var early *client
+		if len(tc.cfg.Listeners) > 0 {
+			early = dial(t, addrOf(tc.cfg.Listeners[0]))
+		}
+		s, err := New(tc.cfg, echoPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if early == nil {
+			early = dial(t, s.Addr())
+		}
+		ts := runServer(t, s)
 		_, portText, _ := strings.Cut(ts.Addr(), ":")
 		port, _ := strconv.Atoi(portText)
-		var clients []*client
-		for range 3 {
+		clients := []*client{early}
+		early.roundTrip("/x", "/x")
+		for range 2 {
 			cl := dial(t, ts.Addr())
 			cl.roundTrip("/x", "/x")
 			clients = append(clients, cl)
 		}
 		got := acceptedNoDelay(t, port)
 		if len(got) != 3 || got[0] != 1 || got[1] != 1 || got[2] != 1 {
-			t.Errorf("listeners %v: TCP_NODELAY of the accepted sockets: %v, want [1 1 1]", cfg.Listeners, got)
+			t.Errorf("%s: TCP_NODELAY of the accepted sockets: %v, want [1 1 1]", tc.name, got)
 		}
 		for _, cl := range clients {
 			cl.c.Close()

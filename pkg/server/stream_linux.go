@@ -13,8 +13,12 @@ import (
 	"github.com/edged/edged/pkg/conn"
 )
 
-// The worker's stream sends file bodies with sendfile(2) (CONTRACT D5).
-var _ conn.FileSender = (*stream)(nil)
+// The worker's stream sends file bodies with sendfile(2) (CONTRACT D5), the head before them with
+// MSG_MORE.
+var (
+	_ conn.FileSender = (*stream)(nil)
+	_ conn.MoreWriter = (*stream)(nil)
+)
 
 // Errors of a socket stream. They are allocated once: reads and writes allocate nothing.
 var (
@@ -140,7 +144,7 @@ func (st *stream) Write(p []byte) (int, error) {
 
 // WriteMore is Write with MSG_MORE: the kernel holds the bytes back until the next send without the
 // flag (sendfile(2) clears it with its last page), so that a response head and the file body after it
-// leave together (conn.FileSender).
+// leave together (conn.MoreWriter).
 func (st *stream) WriteMore(p []byte) (int, error) {
 	done := 0
 	for done < len(p) {

@@ -285,7 +285,7 @@ func (r *report) markdown() string {
 		r.loadStart, r.loadEnd)
 	fmt.Fprintf(&b, "- %d rounds; each figure is the median of the rounds; every run lasts %s; within a round the servers take turns, in an order rotated each round. Whole run: %s.\n",
 		o.rounds, o.duration, r.finished.Sub(r.started).Round(time.Second))
-	fmt.Fprintf(&b, "- `÷ edged`: the row's rate divided by edged's (below 1: edged is faster). `spread`: (max - min) / median of the rounds' rates. `CPU/req`: the server's CPU time (user + system, all its threads and processes, from /proc/PID/stat) per completed request, median of the rounds: what the server costs, whether or not wrk is the bottleneck.\n")
+	fmt.Fprintf(&b, "- `÷ edged`: the row's rate divided by edged's (below 1: edged is faster). `spread`: (max - min) / median of the rounds' rates. `CPU/req`: the server's CPU time (user + system, all its threads and processes, from /proc/PID/stat) per completed request (per echoed message for WebSocket), median of the rounds: what the server costs, whether or not the client is the bottleneck.\n")
 	fmt.Fprintf(&b, "- edged: `%s` (queue mode with parking, Q above every connection count); `edged (defaults: Q=8)`: no pool flags, so at most 8 sockets are held and wrk's other connections wait in the backlog.\n",
 		strings.Join(o.edgedArgs("$DIR/www"), " "))
 	b.WriteString(r.table())

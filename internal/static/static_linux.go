@@ -123,11 +123,7 @@ func (r *Root) open(rel []byte, f *file) error {
 		if r.openat2 {
 			fd, err = openBeneath(r.fd, rel)
 		} else {
-			path := string(rel)
-			if path == "" {
-				path = "."
-			}
-			fd, err = r.openChecked(path)
+			fd, err = r.openChecked(rel)
 		}
 		if err != unix.EINTR && err != unix.EAGAIN {
 			break
@@ -169,22 +165,13 @@ var openHow = unix.OpenHow{
 }
 
 // openBeneath is openat2(2) with openHow on a path given as bytes: unix.Openat2 takes a string, whose
-// conversion to a C string allocates on every request. The path is copied, NUL-terminated, into a
-// buffer on the stack; an empty path is the root itself.
+// conversion to a C string allocates on every request.
 func openBeneath(dirfd int, rel []byte) (int, error) {
-	var buf [4096 + 32]byte
-	if len(rel) >= len(buf) {
+	var path cPath
+	if !path.set(rel) {
 		return -1, unix.ENAMETOOLONG
 	}
-	if len(rel) == 0 {
-		rel = []byte{'.'}
-	}
-	if bytes.IndexByte(rel, 0) >= 0 {
-		return -1, unix.EINVAL
-	}
-	copy(buf[:], rel)
-	buf[len(rel)] = 0
-	fd, _, errno := unix.Syscall6(unix.SYS_OPENAT2, uintptr(dirfd), uintptr(unsafe.Pointer(&buf[0])),
+	fd, _, errno := unix.Syscall6(unix.SYS_OPENAT2, uintptr(dirfd), uintptr(unsafe.Pointer(&path.b[0])),
 		uintptr(unsafe.Pointer(&openHow)), unsafe.Sizeof(openHow), 0, 0)
 	if errno != 0 {
 		return -1, errno
@@ -192,16 +179,62 @@ func openBeneath(dirfd int, rel []byte) (int, error) {
 	return int(fd), nil
 }
 
-// openChecked is the resolution of kernels without openat2(2): open, then check with /proc that the
-// file's real path is below the root's real path.
-func (r *Root) openChecked(path string) (int, error) {
-	fd, err := unix.Openat(r.fd, path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return -1, err
+// cPath is a NUL-terminated path on the stack, for system calls made without a Go string (which would
+// allocate).
+type cPath struct {
+	b [4096 + 32]byte
+}
+
+// set copies p and its terminating NUL; an empty p is ".". It fails when p is too long or holds a NUL.
+func (c *cPath) set(p []byte) bool {
+	if len(p) == 0 {
+		p = []byte{'.'}
 	}
+	if len(p) >= len(c.b) || bytes.IndexByte(p, 0) >= 0 {
+		return false
+	}
+	copy(c.b[:], p)
+	c.b[len(p)] = 0
+	return true
+}
+
+// setFdLink sets the path /proc/self/fd/FD.
+func (c *cPath) setFdLink(fd int) {
+	var tmp [32]byte
+	p := strconv.AppendInt(append(tmp[:0], "/proc/self/fd/"...), int64(fd), 10)
+	c.set(p)
+}
+
+// readlink reads the link at c into buf, without allocating.
+func (c *cPath) readlink(buf []byte) (int, error) {
+	cwd := unix.AT_FDCWD // the path is absolute; a variable, since the constant is negative
+	n, _, errno := unix.Syscall6(unix.SYS_READLINKAT, uintptr(cwd), uintptr(unsafe.Pointer(&c.b[0])),
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// openChecked is the resolution of kernels without openat2(2) (before Linux 5.6): open, then check
+// with /proc that the file's real path is below the root's real path. Like openBeneath it allocates
+// nothing.
+func (r *Root) openChecked(rel []byte) (int, error) {
+	var path cPath
+	if !path.set(rel) {
+		return -1, unix.ENAMETOOLONG
+	}
+	nfd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(r.fd), uintptr(unsafe.Pointer(&path.b[0])),
+		uintptr(unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK), 0, 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	fd := int(nfd)
 	var buf, rootBuf [4096]byte
-	n, err1 := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), buf[:])
-	m, err2 := unix.Readlink("/proc/self/fd/"+strconv.Itoa(r.fd), rootBuf[:])
+	path.setFdLink(fd)
+	n, err1 := path.readlink(buf[:])
+	path.setFdLink(r.fd)
+	m, err2 := path.readlink(rootBuf[:])
 	if err1 != nil || err2 != nil {
 		unix.Close(fd)
 		return -1, unix.EACCES

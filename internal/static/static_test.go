@@ -75,11 +75,17 @@ func get(t *testing.T, r *Root, path string, headers ...string) (*http.Response,
 	return resps[0], bodies[0]
 }
 
+// withoutOpenat2 makes newRoot's roots resolve paths as on kernels before openat2(2) (openChecked).
+var withoutOpenat2 bool
+
 func newRoot(t *testing.T) (*Root, []byte) {
 	dir, big := webroot(t)
 	r, err := New(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if withoutOpenat2 {
+		r.openat2 = false
 	}
 	t.Cleanup(func() { r.Close() })
 	return r, big
@@ -314,4 +320,16 @@ func TestD5_NoAllocationPerFileRequest(t *testing.T) {
 			t.Errorf("%q: %.1f allocations per request", strings.Fields(req)[1], allocs)
 		}
 	}
+}
+
+// TestD5_WithoutOpenat2: on a kernel without openat2(2) (before 5.6; also qemu-user), files are
+// resolved by open plus a check of the real path in /proc: the same files are served, the same escapes
+// refused, and nothing is allocated per request either.
+func TestD5_WithoutOpenat2(t *testing.T) {
+	withoutOpenat2 = true
+	defer func() { withoutOpenat2 = false }()
+	t.Run("files", TestD5_FilesTypesAndIndex)
+	t.Run("traversal", TestD5_TraversalRefused)
+	t.Run("gzip", TestD5_GzipSibling)
+	t.Run("allocations", TestD5_NoAllocationPerFileRequest)
 }

@@ -439,7 +439,10 @@ func (s *Session) end() {
 	t := s.t
 	s.t, s.handler, s.Value = nil, nil, nil
 	s.mu.Unlock()
-	_ = t.Close()
+	// The entry goes back to the pool before the socket closes: a client that sees the close and
+	// reconnects at once finds it free instead of a 503. Nothing here uses the entry after this (t is
+	// held locally); the socket keeps its own slot until Close.
 	p.active.Add(-1)
 	p.free <- s
+	_ = t.Close()
 }

@@ -27,6 +27,8 @@ type chanTransport struct {
 	wrote  chan struct{}
 	closed chan struct{}
 	once   sync.Once
+	// onClose, when set, runs in Close before the transport counts as closed.
+	onClose func()
 }
 
 var _ ws.Transport = (*chanTransport)(nil)
@@ -96,7 +98,12 @@ func (t *chanTransport) Interrupt() {
 }
 
 func (t *chanTransport) Close() error {
-	t.once.Do(func() { close(t.closed) })
+	t.once.Do(func() {
+		if t.onClose != nil {
+			t.onClose()
+		}
+		close(t.closed)
+	})
 	return nil
 }
 
@@ -190,5 +197,27 @@ func TestS9_ShutdownReachesSessionStartedLate(t *testing.T) {
 	waitClosed(t, tr.closed, "the transport was not closed")
 	if n := p.Active(); n != 0 {
 		t.Errorf("Active() = %d after shutdown", n)
+	}
+}
+
+// TestW9_EntryFreeBeforeSocketCloses: a session's pool entry is back in the pool before its socket
+// closes, so that a client that sees the close and reconnects at once gets a session, not a 503 from a
+// pool that is full only for a moment (CONTRACT W9).
+func TestW9_EntryFreeBeforeSocketCloses(t *testing.T) {
+	p := ws.NewPool(ws.PoolConfig{MaxSessions: 1})
+	s := p.Acquire()
+	tr := newChanTransport()
+	got := make(chan *ws.Session, 1)
+	tr.onClose = func() { got <- p.Acquire() }
+	s.Start(tr, nil, closeRecorder{closed: make(chan struct{})})
+	tr.in <- maskedClose(ws.CloseNormal)
+	select {
+	case s2 := <-got:
+		if s2 == nil {
+			t.Fatal("the pool was still full when the session's socket closed")
+		}
+		p.Release(s2)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session's socket was not closed within 10s")
 	}
 }

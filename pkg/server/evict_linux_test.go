@@ -3,6 +3,8 @@ package server
 import (
 	"testing"
 	"time"
+
+	"github.com/edged/edged/pkg/conn"
 )
 
 // TestS13_EvictMinIdleStopsThrashing: under a load of more clients than slots, a parked socket that was
@@ -36,4 +38,37 @@ func TestS13_EvictMinIdleStopsThrashing(t *testing.T) {
 	}
 	c2.roundTrip("/2", "/2")
 	c3.roundTrip("/3", "/3")
+}
+
+// slowEcho answers with the path after a pause on /slow.
+var slowEcho = conn.HandlerFunc(func(_ int, c *conn.Connection) error {
+	if string(c.Path()) == "/slow" {
+		time.Sleep(300 * time.Millisecond)
+	}
+	return c.Reply(200, "text/plain", c.Path())
+})
+
+// TestS13_WaitingClientServedWhenSocketsPark: a client that arrives while every slot is being
+// served waits in the backlog; once the served sockets park and have idled EvictMinIdle, the longest
+// idle must give way to it (CONTRACT S13), not only when the poller next wakes for something else
+// (the keep-alive timeout).
+func TestS13_WaitingClientServedWhenSocketsPark(t *testing.T) {
+	checkLeaks(t)
+	rec := newRecorder()
+	ts := startServer(t, Config{Workers: 2, SocketQueue: 2, ParkIdle: true, EvictIdle: true,
+		EvictMinIdle: 100 * time.Millisecond, Observer: rec,
+		Conn: conn.Config{KeepAliveTimeout: scaled(8 * time.Second)}}, slowEcho)
+	c1, c2 := dial(t, ts.Addr()), dial(t, ts.Addr())
+	c1.get("/slow")
+	c2.get("/slow")
+	waitFor(t, "both workers busy", func() bool { return ts.Stats().WorkersBusy == 2 })
+	start := time.Now()
+	c3 := dial(t, ts.Addr())
+	c3.get("/3")
+	c1.response()
+	c2.response()
+	resp, body, err := c3.tryResponse(scaled(3 * time.Second))
+	if err != nil || resp.StatusCode != 200 || body != "/3" {
+		t.Fatalf("c3 not served %v after it came (%v); evictions %d", time.Since(start), err, rec.closedCount(ReasonEvicted))
+	}
 }

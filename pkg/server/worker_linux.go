@@ -140,9 +140,12 @@ func (w *worker) park(i int32, fd int) bool {
 			sl.since = now
 			s.parked.pushBack(s.slots, i)
 			s.nParked.Add(1)
-			if now+s.keepAlive < s.sleepUntil {
+			if now+s.keepAlive < s.sleepUntil ||
+				s.acceptWaiting && s.evicting && now+s.evictMin < s.sleepUntil {
 				// The poller sleeps past this socket's expiry. Not while it caps its sleep at the
-				// keep-alive timeout (timeoutLocked), which spares a wake-up per park.
+				// keep-alive timeout (timeoutLocked), which spares a wake-up per park. Nor past the
+				// moment a client waiting in the backlog may evict it (CONTRACT S13): with nothing
+				// parked when the poller went to sleep, it did not plan to wake for that.
 				s.notifyLocked()
 			}
 			s.mu.Unlock()

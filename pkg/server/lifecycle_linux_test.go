@@ -1,10 +1,12 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -377,5 +379,58 @@ func TestH19_UnboundSocketKeepsItsSlot(t *testing.T) {
 	cl2.send("GET / HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
 	if b, _ := io.ReadAll(cl2.br); !strings.HasPrefix(string(b), "HTTP/1.1 101 ") {
 		t.Fatalf("read %q", b)
+	}
+}
+
+// TestS14_RefusedClientEvictsNobody: a client at its per-client limit whose new connection
+// is refused (CONTRACT S14) must not have cost another client its idle connection (S13).
+func TestS14_RefusedClientEvictsNobody(t *testing.T) {
+	checkLeaks(t)
+	rec := newRecorder()
+	ts := startServer(t, Config{Workers: 1, SocketQueue: 2, ParkIdle: true, EvictIdle: true,
+		MaxConnsPerClient: 1, Observer: rec}, echoPath)
+	// b (127.0.0.2) connects first: its socket is the longest idle.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	bc, err := d.Dial("tcp", ts.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &client{t: t, c: bc}
+	b.br = bufio.NewReader(bc)
+	t.Cleanup(func() { bc.Close() })
+	b.roundTrip("/b", "/b")
+	a := dial(t, ts.Addr()) // 127.0.0.1
+	a.roundTrip("/a", "/a")
+	waitFor(t, "both parked", func() bool { return ts.Stats().SocketsParked == 2 })
+	time.Sleep(50 * time.Millisecond)
+	a2 := dial(t, ts.Addr()) // over a's limit
+	a2.closed()
+	waitFor(t, "the refusal", func() bool { return rec.closedCount(ReasonClientLimit) == 1 })
+	if n := rec.closedCount(ReasonEvicted); n != 0 {
+		t.Errorf("%d idle sockets evicted for a connection then refused by the per-client limit", n)
+	}
+	b.roundTrip("/b2", "/b2")
+}
+
+// TestS9_ShutdownRightAfterServeStarts: Shutdown called after Serve began but before its event loop
+// had its eventfd (so that nothing could be woken) still stops it.
+func TestS9_ShutdownRightAfterServeStarts(t *testing.T) {
+	for k := 0; k < 200; k++ {
+		s, err := New(Config{Listen: "127.0.0.1:0", Workers: 1, SocketQueue: 2}, hello)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(context.Background()) }()
+		for s.runState.Load() == runNew {
+			runtime.Gosched()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err = s.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("iteration %d: Shutdown: %v (Serve still running)", k, err)
+		}
+		<-done
 	}
 }

@@ -75,6 +75,10 @@ func (s *Server) poll() error {
 		s.mu.Lock()
 		msec := s.timeoutLocked(s.clock())
 		s.mu.Unlock()
+		if s.stopReq.Load() && !s.closing.Load() {
+			// A stop requested before openPoller created the eventfd woke nobody (CONTRACT S9).
+			msec = 0
+		}
 		n, err := unix.EpollWait(s.epfd, s.events, msec)
 		if err != nil {
 			if err == unix.EINTR {
@@ -297,7 +301,11 @@ func (s *Server) acceptAll(now int64) {
 // acceptOne accepts one socket into a free slot. It reports whether to go on accepting.
 func (s *Server) acceptOne(ln *listener, now int64) bool {
 	s.mu.Lock()
-	i := s.takeSlotLocked(ln, now)
+	i, victim := s.takeSlotLocked(ln, now)
+	if victim != noSlot {
+		defer s.mu.Unlock()
+		return s.acceptEvictingLocked(ln, victim, now)
+	}
 	s.mu.Unlock()
 	if i == noSlot {
 		return false
@@ -309,50 +317,79 @@ func (s *Server) acceptOne(ln *listener, now int64) bool {
 		s.mu.Unlock()
 		return s.acceptFailed(ln, err, now)
 	}
-	s.backoff = 0
-	s.accepted.Add(1)
-	s.obs.Accepted()
-	if !ln.inherited {
-		// Responses leave in as few writes as possible (CONTRACT H16); see listener.inherited.
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	}
+	s.acceptedSocket(ln, fd)
 	s.mu.Lock()
 	s.admitLocked(i, fd, now)
 	s.mu.Unlock()
 	return true
 }
 
-// takeSlotLocked pops an armed slot. With none free it evicts the longest-idle parked socket, if a
-// client really waits (CONTRACT S13); otherwise the connection stays in the backlog until a slot is
-// re-armed.
-func (s *Server) takeSlotLocked(ln *listener, now int64) int32 {
+// acceptedSocket counts a socket just accepted and gives it TCP_NODELAY unless it inherited it from
+// the listener: responses leave in as few writes as possible (CONTRACT H16; listener.inherited).
+func (s *Server) acceptedSocket(ln *listener, fd int) {
+	s.backoff = 0
+	s.accepted.Add(1)
+	s.obs.Accepted()
+	if !ln.inherited {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
+}
+
+// takeSlotLocked pops an armed slot. With none free it picks the longest-idle parked socket as the
+// victim of an eviction, if a client really waits (CONTRACT S13); the victim is closed only once the
+// client is accepted and admitted by the per-client limit (acceptEvictingLocked). Otherwise the
+// connection stays in the backlog until a slot is re-armed.
+func (s *Server) takeSlotLocked(ln *listener, now int64) (slot, victim int32) {
 	if n := len(s.free); n > 0 {
 		i := s.free[n-1]
 		s.free = s.free[:n-1]
-		return i
+		return i, noSlot
 	}
 	if s.evicting && s.parked.n > 0 && s.slots[s.parked.head].since+s.evictMin > now {
 		// Too recently active to evict (Config.EvictMinIdle): try again when it has idled enough;
 		// timeoutLocked wakes the poller then.
 		s.acceptWaiting = true
-		return noSlot
+		return noSlot, noSlot
 	}
 	if s.evicting && s.parked.n > 0 {
 		// The edge only says that a client came; poll says whether one still waits, so that no idle
 		// socket is closed for nothing.
 		if !s.backlogWaiting(ln.fd) {
 			ln.pending = false
-			return noSlot
+			return noSlot, noSlot
 		}
-		i := s.parked.head
-		s.parked.remove(s.slots, i)
-		s.nParked.Add(-1)
-		s.obs.Closed(ReasonEvicted)
-		s.closeLocked(i)
-		return s.takeSlotLocked(ln, now)
+		return noSlot, s.parked.head
 	}
 	s.acceptWaiting = true
-	return noSlot
+	return noSlot, noSlot
+}
+
+// acceptEvictingLocked accepts a client for which the parked socket victim is to be evicted
+// (CONTRACT S13). The victim is closed only when the client is accepted and not refused by the
+// per-client limit (CONTRACT S14): a refused client costs nobody else a connection. The lock is held
+// throughout so that the victim stays parked; accept4 does not block.
+func (s *Server) acceptEvictingLocked(ln *listener, victim int32, now int64) bool {
+	fd, err := s.accept(ln.fd)
+	if err != nil {
+		return s.acceptFailed(ln, err, now)
+	}
+	s.acceptedSocket(ln, fd)
+	if s.clients != nil {
+		// Evicting one of the client's own sockets makes room for it within its limit.
+		if key, ok := s.peerKey(); ok && s.clients[key] >= int32(s.cfg.MaxConnsPerClient) &&
+			s.slots[victim].client != key {
+			s.obs.Closed(ReasonClientLimit)
+			unix.Close(fd)
+			return true
+		}
+	}
+	s.parked.remove(s.slots, victim)
+	s.nParked.Add(-1)
+	s.obs.Closed(ReasonEvicted)
+	s.closeLocked(victim) // re-arms the slot, last on the free list: the new client takes it
+	s.free = s.free[:len(s.free)-1]
+	s.admitLocked(victim, fd, now)
+	return true
 }
 
 // backlogWaiting reports whether the listener has a connection to accept.

@@ -143,6 +143,19 @@ func (d *daemon) logLines() []map[string]any {
 	return recs
 }
 
+// logRecordsSince returns the JSON log records timestamped at or after t; a record without a valid
+// time counts as one.
+func (d *daemon) logRecordsSince(t time.Time) []map[string]any {
+	var recs []map[string]any
+	for _, rec := range d.logLines() {
+		s, _ := rec["time"].(string)
+		if at, err := time.Parse(time.RFC3339Nano, s); err != nil || !at.Before(t) {
+			recs = append(recs, rec)
+		}
+	}
+	return recs
+}
+
 // waitLog polls the log until a record with the given msg appears, and returns it.
 func (d *daemon) waitLog(msg string) map[string]any {
 	d.t.Helper()

@@ -208,6 +208,32 @@ func (d *daemon) gorillaDial(t *testing.T, path string) *websocket.Conn {
 }
 
 // metric returns the value of an unlabelled series from /metrics, or -1 when it is absent.
+// metricsMatching returns the lines of the daemon's /metrics that start with one of the prefixes, for
+// a failure's message; an error reading them is returned as the text.
+func (d *daemon) metricsMatching(t *testing.T, prefixes ...string) string {
+	t.Helper()
+	c := http.Client{Timeout: waitLimit, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(d.url("/metrics"))
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for line := range strings.SplitSeq(string(body), "\n") {
+		for _, p := range prefixes {
+			if strings.HasPrefix(line, p) {
+				b.WriteString(line + "\n")
+				break
+			}
+		}
+	}
+	return b.String()
+}
+
 func (d *daemon) metric(t *testing.T, name string) float64 {
 	t.Helper()
 	// A connection per scrape, so that no keep-alive socket stays behind to count in the daemon's fds.

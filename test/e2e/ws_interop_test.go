@@ -347,7 +347,8 @@ func TestW2_InteropChromium(t *testing.T) {
 		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=5000", "--dump-dom", d.url("/ws.html"))
 	m := regexp.MustCompile(`RESULT (.*) END`).FindSubmatch(dom)
 	if m == nil {
-		t.Fatalf("the page wrote no result; DOM:\n%s\ndaemon stderr:\n%s", clip(dom), d.stderrText())
+		t.Fatalf("the page wrote no result; DOM:\n%s\ndaemon stderr:\n%s\ndaemon metrics:\n%s", clip(dom), d.stderrText(),
+			d.metricsMatching(t, "edged_websocket", "edged_connections", "edged_requests", "edged_socket", "edged_workers"))
 	}
 	var res struct {
 		Messages []struct {

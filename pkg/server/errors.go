@@ -11,7 +11,8 @@ var (
 	// the socket streams once a shutdown has force-closed them (CONTRACT S9).
 	ErrServerClosed = errors.New("server: closed")
 	// ErrShutdownIncomplete is returned by Serve when handlers were still running after the shutdown
-	// grace period and the force-close that ends it: their goroutines outlive Serve (CONTRACT S9).
+	// grace period and the force-close that ends it, or sockets taken over (Unbind) were still open:
+	// their goroutines or descriptors outlive Serve (CONTRACT S9).
 	ErrShutdownIncomplete = errors.New("server: handlers still running after the shutdown grace period")
 )
 

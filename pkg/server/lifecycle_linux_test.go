@@ -434,3 +434,37 @@ func TestS9_ShutdownRightAfterServeStarts(t *testing.T) {
 		<-done
 	}
 }
+
+// TestS9_UnreleasedTakeoverMakesShutdownIncomplete: a taken-over socket whose owner never releases it
+// outlives the force-close; Serve reports that with ErrShutdownIncomplete instead of nil, although
+// every worker is idle.
+func TestS9_UnreleasedTakeoverMakesShutdownIncomplete(t *testing.T) {
+	checkLeaks(t)
+	upgrade := conn.HandlerFunc(func(_ int, c *conn.Connection) error {
+		c.SetHeader("Upgrade", "test")
+		c.SetHeader("Connection", "Upgrade")
+		if err := c.WriteHeader(101); err != nil {
+			return err
+		}
+		_, _, err := c.Unbind()
+		return err
+	})
+	grace := scaled(200 * time.Millisecond)
+	s, err := New(Config{Listen: "127.0.0.1:0", Workers: 1, SocketQueue: 2, ShutdownGrace: grace}, upgrade)
+	if err != nil {
+		t.Fatal(err)
+	}
+	releases := make(chan func(), 1)
+	s.SetUnboundHandler(func(_ int, _ conn.Stream, release func()) { releases <- release })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	cl := dial(t, s.Addr())
+	cl.send("GET / HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+	release := <-releases // the owner keeps the socket and ignores the shutdown
+	cancel()
+	if err := <-done; err != ErrShutdownIncomplete {
+		t.Fatalf("Serve returned %v, want ErrShutdownIncomplete", err)
+	}
+	release()
+}

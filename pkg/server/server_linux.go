@@ -232,6 +232,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	select {
 	case <-s.allIdle:
 		s.running.Wait()
+		if s.gaveUp && err == nil {
+			// The workers are done, but sockets taken over (WebSocket sessions) outlived the
+			// force-close: their owners did not release them.
+			s.log.Error("taken-over connections still open after the shutdown grace period", "sockets_open", s.open.Load())
+			err = ErrShutdownIncomplete
+		}
 	case <-grace.C:
 		s.log.Error("handlers still running after the shutdown grace period", "workers_busy", s.Stats().WorkersBusy)
 		if err == nil {

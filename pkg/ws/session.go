@@ -288,6 +288,9 @@ func (s *Session) run(resetErr error) {
 		pinged     bool
 		closeUntil time.Time
 		seen       = c.Frames()
+		// pingAt is when the peer, silent since, is pinged (or dropped if already pinged): it moves
+		// only when a frame arrives or a ping goes out, not on every interrupt (CONTRACT W10).
+		pingAt = time.Now().Add(p.cfg.PingInterval)
 		// failed: a handler panicked; the session ends with 1011 and takes no more messages.
 		failed = !s.onOpen()
 	)
@@ -296,12 +299,26 @@ func (s *Session) run(resetErr error) {
 	}
 loop:
 	for {
-		deadline := time.Now().Add(p.cfg.PingInterval)
+		now := time.Now()
+		if f := c.Frames(); f != seen {
+			seen, pinged = f, false
+			pingAt = now.Add(p.cfg.PingInterval)
+		}
+		deadline := pingAt
 		if !closeUntil.IsZero() {
 			deadline = closeUntil
 		}
-		t.SetReadDeadline(deadline)
-		op, msg, err := c.ReadMessage()
+		var (
+			op  Opcode
+			msg []byte
+			err error
+		)
+		if now.Before(deadline) {
+			t.SetReadDeadline(deadline)
+			op, msg, err = c.ReadMessage()
+		} else {
+			err = os.ErrDeadlineExceeded // interrupts kept the read from ever reaching the deadline
+		}
 		switch {
 		case err == nil:
 			p.msgsIn.Add(1)
@@ -322,11 +339,13 @@ loop:
 			if !closeUntil.IsZero() {
 				break loop // the peer did not answer our close in time (CONTRACT W6)
 			}
-			f := c.Frames()
-			if pinged && f == seen {
+			if f := c.Frames(); f != seen {
+				continue // a frame arrived: the loop's top moves pingAt
+			}
+			if pinged {
 				break loop // no answer to the ping within an interval (CONTRACT W10)
 			}
-			seen, pinged = f, true
+			pinged, pingAt = true, time.Now().Add(p.cfg.PingInterval)
 			t.SetWriteDeadline(time.Now().Add(p.cfg.WriteTimeout))
 			if c.WritePing(nil) != nil {
 				break loop

@@ -221,3 +221,74 @@ func TestW9_EntryFreeBeforeSocketCloses(t *testing.T) {
 		t.Fatal("the session's socket was not closed within 10s")
 	}
 }
+
+type nopHandler struct{ closed chan struct{} }
+
+func (nopHandler) OnOpen(*ws.Session)                       {}
+func (nopHandler) OnMessage(*ws.Session, ws.Opcode, []byte) {}
+func (h nopHandler) OnClose(*ws.Session)                    { close(h.closed) }
+
+// TestW10_SilentPeerClosedDespitePublishes: a peer that never answers pings is closed after two
+// intervals even while publishes keep arriving for it (CONTRACT W10).
+func TestW10_SilentPeerClosedDespitePublishes(t *testing.T) {
+	p := ws.NewPool(ws.PoolConfig{MaxSessions: 1, PingInterval: 100 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
+	s := p.Acquire()
+	tr := newChanTransport()
+	h := nopHandler{closed: make(chan struct{})}
+	s.Start(tr, nil, h)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(30 * time.Millisecond):
+				s.Send(ws.OpText, []byte("x"))
+				tr.mu.Lock()
+				tr.out = tr.out[:0] // the peer's receive side drains; it never answers
+				tr.mu.Unlock()
+			}
+		}
+	}()
+	select {
+	case <-h.closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a peer that never answered was still connected after 20 ping intervals")
+	}
+}
+
+// TestW6_CloseTimeoutEnforcedUnderFlood: after edged sends close, a peer that never answers it but
+// keeps the socket readable (a flood of data frames) is still cut off after CloseTimeout (CONTRACT W6).
+func TestW6_CloseTimeoutEnforcedUnderFlood(t *testing.T) {
+	p := ws.NewPool(ws.PoolConfig{MaxSessions: 1, PingInterval: time.Hour, CloseTimeout: 100 * time.Millisecond})
+	s := p.Acquire()
+	var chunk []byte
+	for i := 0; i < 64; i++ {
+		chunk = append(chunk, maskedFrame(ws.OpText, []byte("flood"))...)
+	}
+	tr := &eagerTransport{newChanTransport(), chunk}
+	h := nopHandler{closed: make(chan struct{})}
+	s.Start(tr, nil, h)
+	time.Sleep(20 * time.Millisecond)
+	s.CloseWith(ws.ClosePolicyViolation)
+	select {
+	case <-h.closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("session still open 2s after its close went out with a 100ms close timeout")
+	}
+}
+
+// eagerTransport reads like pkg/server's TakenStream: bytes already there are returned before the read
+// deadline is looked at (the deadline only bounds a wait).
+type eagerTransport struct {
+	*chanTransport
+	flood []byte // when set, the peer always has these bytes ready
+}
+
+func (t *eagerTransport) Read(p []byte) (int, error) {
+	if len(t.pending) == 0 && !t.interrupted.Load() && t.flood != nil {
+		t.pending = t.flood
+	}
+	return t.chanTransport.Read(p)
+}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // Limits and their defaults.
@@ -62,6 +63,9 @@ type Hub struct {
 	cfg    Config
 	mu     sync.Mutex
 	topics map[string]*topic
+	// seq numbers every change of every topic, from a start that differs between runs, so that an
+	// ETag is never reused: not after DELETE and re-create, not after a restart.
+	seq uint64
 }
 
 type topic struct {
@@ -75,7 +79,7 @@ type topic struct {
 
 // New returns an empty Hub.
 func New(cfg Config) *Hub {
-	return &Hub{cfg: cfg.withDefaults(), topics: make(map[string]*topic)}
+	return &Hub{cfg: cfg.withDefaults(), topics: make(map[string]*topic), seq: uint64(time.Now().UnixNano())}
 }
 
 // Config returns the effective configuration.
@@ -146,7 +150,8 @@ func (h *Hub) Publish(name []byte, ctype []byte, binary bool, value []byte) (cre
 		t.ctype = string(ctype)
 	}
 	t.binary, t.present = binary, true
-	t.version++
+	h.seq++
+	t.version = h.seq
 	kept := t.subs[:0]
 	for _, s := range t.subs {
 		if s.Deliver(binary, t.value) {
@@ -185,7 +190,8 @@ func (h *Hub) Delete(name []byte) (bool, error) {
 	}
 	t.present = false
 	t.value = nil
-	t.version++
+	h.seq++
+	t.version = h.seq
 	if len(t.subs) == 0 {
 		delete(h.topics, string(name))
 	}

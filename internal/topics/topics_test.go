@@ -133,3 +133,22 @@ func TestD4_FullSubscriberIsDropped(t *testing.T) {
 		t.Fatalf("slow got %v (want none after refusing), fast got %v", slow.got, fast.got)
 	}
 }
+
+// TestD4_ETagNotReusedAfterDeleteRecreate: a value published after DELETE must not carry the ETag of
+// the deleted one, or a client revalidating with If-None-Match gets 304 for a different value.
+func TestD4_ETagNotReusedAfterDeleteRecreate(t *testing.T) {
+	h := New(Config{})
+	name := []byte("a")
+	etag := func() string {
+		var e string
+		h.Get(name, func(_ []byte, _ string, b []byte) { e = string(b) })
+		return e
+	}
+	h.Publish(name, []byte("text/plain"), false, []byte("old"))
+	old := etag()
+	h.Delete(name)
+	h.Publish(name, []byte("text/plain"), false, []byte("new"))
+	if now := etag(); now == old {
+		t.Fatalf("value changed from %q to %q but the ETag stayed %s", "old", "new", now)
+	}
+}

@@ -293,6 +293,10 @@ func (v *intValue) Set(s string) error {
 	return nil
 }
 
+// maxDuration bounds every duration flag: pkg/server adds timeouts to a monotonic clock in int64
+// nanoseconds (now+grace, since+keepalive), which a duration near 292 years overflows.
+const maxDuration = 24 * 365 * time.Hour
+
 // durationValue is a positive duration flag ("10s", "1m30s", "500ms"): every timeout is finite and
 // non-zero (CONTRACT S6).
 type durationValue struct{ p *time.Duration }
@@ -307,6 +311,9 @@ func (v *durationValue) Set(s string) error {
 	}
 	if d <= 0 {
 		return errors.New("must be > 0")
+	}
+	if d > maxDuration {
+		return fmt.Errorf("must be <= %v", maxDuration)
 	}
 	*v.p = d
 	return nil

@@ -267,3 +267,13 @@ func TestCheckListen(t *testing.T) {
 		}
 	}
 }
+
+// TestD2_HugeDurationsRefused: a duration flag above a year is refused with exit 2, not accepted to
+// overflow the server's clock arithmetic later (see pkg/server TestS9_HugeGraceDoesNotWrap).
+func TestD2_HugeDurationsRefused(t *testing.T) {
+	for _, f := range []string{"--shutdown-grace", "--keepalive-timeout", "--ws-ping-interval"} {
+		if code, _, errOut := runCLI(t, "check", f, "2562047h47m16s"); code != exitUsage {
+			t.Errorf("%s 2562047h47m16s: exit %d (%s), want %d", f, code, errOut, exitUsage)
+		}
+	}
+}

@@ -52,6 +52,10 @@ const (
 	DefaultWorkers       = 4
 	DefaultBacklog       = 128
 	DefaultShutdownGrace = 10 * time.Second
+	// MaxTimeout bounds every duration the server adds to its clock (nanoseconds since start, in an
+	// int64): longer ones (ShutdownGrace, EvictMinIdle, conn's KeepAliveTimeout) are cut to it, which
+	// is forever in practice, instead of wrapping round to the past.
+	MaxTimeout = 100 * 365 * 24 * time.Hour
 	// MaxSocketQueue bounds Q so that slot indices fit the epoll event data.
 	MaxSocketQueue = 1 << 20
 	// MaxWorkers bounds P.
@@ -100,6 +104,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.ShutdownGrace == 0 {
 		cfg.ShutdownGrace = DefaultShutdownGrace
 	}
+	cfg.ShutdownGrace = min(cfg.ShutdownGrace, MaxTimeout)
+	cfg.EvictMinIdle = min(cfg.EvictMinIdle, MaxTimeout)
 	if cfg.SocketQueue == 0 {
 		// CONTRACT S3 as the degenerate queue mode: one slot per worker, no parking, no eviction.
 		cfg.ParkIdle, cfg.EvictIdle = false, false

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"runtime"
 	"strings"
@@ -467,4 +468,24 @@ func TestS9_UnreleasedTakeoverMakesShutdownIncomplete(t *testing.T) {
 		t.Fatalf("Serve returned %v, want ErrShutdownIncomplete", err)
 	}
 	release()
+}
+
+// TestS9_HugeGraceDoesNotWrap: a shutdown grace near the largest duration is cut to MaxTimeout instead
+// of wrapping the server's clock round to the past, which force-closed a request in flight at once.
+func TestS9_HugeGraceDoesNotWrap(t *testing.T) {
+	g := newGate()
+	ts := startServer(t, Config{Workers: 1, SocketQueue: 2, ParkIdle: true, ShutdownGrace: time.Duration(math.MaxInt64)}, g)
+	cl := dial(t, ts.Addr())
+	cl.send("POST /body HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc")
+	<-g.started
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- ts.Shutdown(context.Background()) }()
+	select {
+	case <-done:
+		t.Fatalf("Shutdown returned after %v with a request in flight and a grace of %v", time.Since(start), time.Duration(math.MaxInt64))
+	case <-time.After(scaled(time.Second)):
+	}
+	cl.send("1234567")
+	<-done
 }

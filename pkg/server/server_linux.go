@@ -161,7 +161,7 @@ func New(cfg Config, h conn.Handler) (*Server, error) {
 	for i := range s.workers {
 		s.workers[i] = newWorker(s, i)
 	}
-	s.keepAlive = int64(s.workers[0].c.Config().KeepAliveTimeout)
+	s.keepAlive = int64(min(s.workers[0].c.Config().KeepAliveTimeout, MaxTimeout))
 	s.accept = s.accept4
 	s.lastErrLog = -int64(time.Second)
 	return s, nil

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edged/edged/internal/topics"
 	"github.com/edged/edged/pkg/conn"
 )
 
@@ -346,5 +347,19 @@ func BenchmarkHealthz(b *testing.B) {
 		if _, err := c.Serve(0, r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestD8_TopicContentTypeBounded: the memory budget counts 128 bytes of content type per topic, so a
+// publish with a longer Content-Type is refused (415) instead of stored whole.
+func TestD8_TopicContentTypeBounded(t *testing.T) {
+	hub := topics.New(topics.Config{MaxValueBytes: 16})
+	r := New(Config{Workers: 1, Hub: hub})
+	ct := "text/plain;x=" + strings.Repeat("a", 1500)
+	resps, _ := do(t, r, "PUT /topics/x HTTP/1.1\r\nHost: a\r\nContent-Type: "+ct+"\r\nContent-Length: 1\r\n\r\nv")
+	if resps[0].StatusCode != 415 {
+		var got string
+		hub.Get([]byte("x"), func(_ []byte, c string, _ []byte) { got = c })
+		t.Fatalf("publish with a %d-byte Content-Type accepted (%d); stored %d bytes, budget allows 128 per topic", len(ct), resps[0].StatusCode, len(got))
 	}
 }

@@ -136,6 +136,10 @@ func (r *Router) publishTopic(c *conn.Connection, name, buf []byte) error {
 		}
 	}
 	ctype := c.Header("Content-Type")
+	if len(ctype) > topics.MaxContentTypeLen {
+		// CONTRACT D8: the budget counts MaxContentTypeLen bytes of content type per topic.
+		return c.Reply(415, textPlain, []byte("Content-Type longer than 128 bytes\n"))
+	}
 	created, err := r.hub.Publish(name, ctype, !isText(ctype, buf[:n]), buf[:n])
 	switch {
 	case errors.Is(err, topics.ErrTooManyTopics):

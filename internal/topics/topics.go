@@ -21,13 +21,16 @@ const (
 	DefaultMaxTopics     = 64
 	DefaultMaxValueBytes = 64 << 10
 	MaxNameLen           = 128
+	// MaxContentTypeLen is the longest content type a topic keeps (BufferBytes counts it).
+	MaxContentTypeLen = 128
 )
 
 // Errors of the Hub.
 var (
-	ErrBadName       = errors.New("topics: name must be 1-128 characters of A-Z a-z 0-9 . _ - /")
-	ErrTooManyTopics = errors.New("topics: topic limit reached")
-	ErrValueTooLarge = errors.New("topics: value larger than the limit")
+	ErrBadName            = errors.New("topics: name must be 1-128 characters of A-Z a-z 0-9 . _ - /")
+	ErrTooManyTopics      = errors.New("topics: topic limit reached")
+	ErrValueTooLarge      = errors.New("topics: value larger than the limit")
+	ErrContentTypeTooLong = errors.New("topics: content type longer than 128 bytes")
 )
 
 // Subscriber receives the publishes of a topic. Deliver must not block; it returns false when the
@@ -55,7 +58,7 @@ func (cfg Config) withDefaults() Config {
 // BufferBytes returns the most memory the retained values can take (CONTRACT D8).
 func (cfg Config) BufferBytes() int {
 	cfg = cfg.withDefaults()
-	return cfg.MaxTopics * (cfg.MaxValueBytes + MaxNameLen + 128)
+	return cfg.MaxTopics * (cfg.MaxValueBytes + MaxNameLen + MaxContentTypeLen)
 }
 
 // Hub holds the topics.
@@ -137,6 +140,9 @@ func (h *Hub) lookup(name []byte, create bool) (*topic, error) {
 func (h *Hub) Publish(name []byte, ctype []byte, binary bool, value []byte) (created bool, err error) {
 	if len(value) > h.cfg.MaxValueBytes {
 		return false, ErrValueTooLarge
+	}
+	if len(ctype) > MaxContentTypeLen {
+		return false, ErrContentTypeTooLong
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -66,7 +66,9 @@ func (c *Connection) readHead() error {
 				c.w = copy(c.rbuf, c.rbuf[s:c.w])
 			}
 		}
-		for scanned < c.w {
+		// Bytes past B (left over in the body slack after a chunked body) are not scanned: a head
+		// must fit in B bytes whatever way it arrived (CONTRACT H2).
+		for scanned < c.w && scanned < limit {
 			b := c.rbuf[scanned]
 			switch {
 			case b == '\r':

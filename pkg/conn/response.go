@@ -353,7 +353,18 @@ func (c *Connection) flush(final bool) error {
 		// CONTRACT H12: drain the unread request body before the head of a complete response goes
 		// out. A handler that flushes earlier may still be reading the body (streaming, echo), so its
 		// rest is drained when it returns (endResponse).
-		if final && !c.drainBody() {
+		if final && c.bodyKind != bodyNone && !c.bodyDone && c.bodyErr == nil {
+			if !c.drainBody() {
+				c.closeAfter = true
+			}
+			// The drain may have waited on the client: the Date, the write deadline and the
+			// handler deadline count from now, not from before it.
+			now = time.Now()
+			c.flushedAt = now
+			if !c.deadline.IsZero() && !now.Before(c.deadline) {
+				return c.refuse(ErrHandlerTimeout)
+			}
+		} else if final && !c.drainBody() {
 			c.closeAfter = true
 		}
 		c.chooseFraming(final)

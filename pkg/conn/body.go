@@ -218,6 +218,11 @@ func (c *Connection) chunkByte(b byte) error {
 			}
 			c.chunkRemain = c.chunkRemain<<4 | int64(v)
 			c.sizeDigits++
+			if c.sizeDigits > 16 {
+				// Only leading zeros fit past 16 digits: they count with extensions and trailers
+				// (CONTRACT H9), or a client could send them until the handler deadline.
+				return c.countMeta()
+			}
 			return nil
 		}
 		if c.sizeDigits == 0 {

@@ -117,6 +117,18 @@ func TestH9_Chunked(t *testing.T) {
 			want: []wantResp{bad(400)}, end: conn.ErrChunkedMetaTooBig,
 		},
 		{
+			name: "leading zeros of chunk sizes over the bound",
+			cfg:  conn.Config{BufferSize: 256},
+			in:   chunkedPost("/c", strings.Repeat("0", 300)+"1\r\na\r\n0\r\n\r\n"),
+			want: []wantResp{bad(400)}, end: conn.ErrChunkedMetaTooBig,
+		},
+		{
+			name: "a few leading zeros are fine",
+			cfg:  conn.Config{BufferSize: 256},
+			in:   chunkedPost("/c", strings.Repeat("0", 40)+"1\r\na\r\n0\r\n\r\n") + get("/2"),
+			want: []wantResp{ok("a"), ok("")}, end: errClean,
+		},
+		{
 			name: "trailer bytes over the bound",
 			cfg:  conn.Config{BufferSize: 256},
 			in:   chunkedPost("/c", "1\r\na\r\n0\r\n"+strings.Repeat("X-T: "+strings.Repeat("t", 40)+"\r\n", 10)+"\r\n"),

@@ -225,7 +225,7 @@ func (r *Root) openChecked(rel []byte) (int, error) {
 		return -1, unix.ENAMETOOLONG
 	}
 	nfd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(r.fd), uintptr(unsafe.Pointer(&path.b[0])),
-		uintptr(unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK), 0, 0, 0)
+		uintptr(openHow.Flags), 0, 0, 0)
 	if errno != 0 {
 		return -1, errno
 	}

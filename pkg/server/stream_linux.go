@@ -122,33 +122,25 @@ func (st *stream) Read(p []byte) (int, error) {
 }
 
 // Write writes all of p, waiting for the socket to drain under the write deadline.
-func (st *stream) Write(p []byte) (int, error) {
-	done := 0
-	for done < len(p) {
-		n, err := unix.Write(st.fd, p[done:])
-		switch {
-		case err == nil:
-			done += n
-			continue
-		case err == unix.EINTR:
-			continue
-		case err != unix.EAGAIN:
-			return done, err
-		}
-		if err := st.wait(st.wdl, errWriteTimeout); err != nil {
-			return done, err
-		}
-	}
-	return done, nil
-}
+func (st *stream) Write(p []byte) (int, error) { return st.writeAll(p, false) }
 
 // WriteMore is Write with MSG_MORE: the kernel holds the bytes back until the next send without the
 // flag (sendfile(2) clears it with its last page), so that a response head and the file body after it
 // leave together (conn.MoreWriter).
-func (st *stream) WriteMore(p []byte) (int, error) {
+func (st *stream) WriteMore(p []byte) (int, error) { return st.writeAll(p, true) }
+
+// writeAll writes all of p with write(2), or sendmsg(2) with MSG_MORE when more is set, waiting for
+// the socket to drain under the write deadline.
+func (st *stream) writeAll(p []byte, more bool) (int, error) {
 	done := 0
 	for done < len(p) {
-		n, err := unix.SendmsgN(st.fd, p[done:], nil, nil, unix.MSG_MORE)
+		var n int
+		var err error
+		if more {
+			n, err = unix.SendmsgN(st.fd, p[done:], nil, nil, unix.MSG_MORE)
+		} else {
+			n, err = unix.Write(st.fd, p[done:])
+		}
 		switch {
 		case err == nil:
 			done += n

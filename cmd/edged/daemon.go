@@ -325,6 +325,19 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 }
 
+// alive reports whether the event loops of both servers turn (CONTRACT D7, systemd's watchdog).
+func (d *daemon) alive(ctx context.Context) error {
+	if err := d.main.Alive(ctx); err != nil {
+		return fmt.Errorf("main listener: %w", err)
+	}
+	if d.metricsS != nil {
+		if err := d.metricsS.Alive(ctx); err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+	}
+	return nil
+}
+
 // publishStatus publishes a JSON snapshot on the status topic every second, for the built-in status
 // page (CONTRACT D3). It returns a function that stops it.
 func (d *daemon) publishStatus(ctx context.Context) func() {

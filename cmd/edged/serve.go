@@ -100,7 +100,7 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 			"ws_max_conns", s.wsMaxConns, "ws_sessions", n, "socket_queue", s.queueSlots(), "workers", s.workers,
 			"hint", "raise --socket-queue to at least --workers plus --ws-max-conns")
 	}
-	stopNotify := notifyReady(ctx, logger)
+	stopNotify := notifyReady(ctx, logger, d.alive)
 	defer stopNotify()
 
 	if err := d.run(ctx); err != nil {

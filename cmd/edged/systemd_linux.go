@@ -13,7 +13,11 @@ import (
 
 // notifyReady sends READY=1 to systemd (CONTRACT D7) and, when the unit sets WatchdogSec, WATCHDOG=1 at
 // half the interval until the returned function is called. Without NOTIFY_SOCKET it does nothing.
-func notifyReady(ctx context.Context, log *slog.Logger) (stop func()) {
+//
+// Each ping vouches for the daemon: it is sent only after alive has returned nil, within half the
+// interval. While alive fails (an event loop that no longer turns serves nobody), the pings stop and
+// systemd restarts edged once the interval has passed, as WatchdogSec is meant to.
+func notifyReady(ctx context.Context, log *slog.Logger, alive func(context.Context) error) (stop func()) {
 	if _, err := sdnotify.SdNotify(false, sdnotify.SdNotifyReady); err != nil {
 		log.Warn("sd_notify READY failed", "error", err)
 	}
@@ -27,8 +31,27 @@ func notifyReady(ctx context.Context, log *slog.Logger) (stop func()) {
 		defer close(done)
 		t := time.NewTicker(interval / 2)
 		defer t.Stop()
+		withheld := false
 		for {
-			sdnotify.SdNotify(false, sdnotify.SdNotifyWatchdog)
+			check, cancelCheck := context.WithTimeout(ctx, interval/2)
+			err := alive(check)
+			cancelCheck()
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				if !withheld {
+					log.Error("event loop not responding: watchdog ping withheld", "error", err,
+						"waited", (interval / 2).String(), "watchdog", interval.String())
+				}
+				withheld = true
+			default:
+				if withheld {
+					log.Warn("event loop responding again: watchdog pings resumed")
+				}
+				withheld = false
+				sdnotify.SdNotify(false, sdnotify.SdNotifyWatchdog)
+			}
 			select {
 			case <-ctx.Done():
 				return

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 )
 
-func notifyReady(context.Context, *slog.Logger) func() { return func() {} }
+func notifyReady(context.Context, *slog.Logger, func(context.Context) error) func() {
+	return func() {}
+}
 
 func notifyStopping() {}
 

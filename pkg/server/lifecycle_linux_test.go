@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -488,4 +489,90 @@ func TestS9_HugeGraceDoesNotWrap(t *testing.T) {
 	}
 	cl.send("1234567")
 	<-done
+}
+
+// TestD7_AliveWhileLoopTurns: Alive wakes an idle event loop that would otherwise sleep without end (no
+// parking, so no deadline), returns nil each time it turns, also when asked before Serve created the
+// loop's eventfd, and ErrServerClosed once Serve has returned.
+func TestD7_AliveWhileLoopTurns(t *testing.T) {
+	checkLeaks(t)
+	s, err := New(Config{Listen: "127.0.0.1:0", Workers: 1, SocketQueue: 2}, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	early := make(chan error, 1)
+	go func() { early <- s.Alive(ctx) }()
+	waitFor(t, "Alive to register", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.turned != nil })
+	ts := runServer(t, s)
+	if err := <-early; err != nil {
+		t.Fatalf("Alive asked before Serve: %v", err)
+	}
+	for k := 0; k < 5; k++ {
+		if err := ts.Alive(ctx); err != nil {
+			t.Fatalf("Alive, call %d: %v", k, err)
+		}
+	}
+	cl := dial(t, ts.Addr())
+	cl.get("/")
+	if resp, _ := cl.response(); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Alive(ctx); err != ErrServerClosed {
+		t.Fatalf("Alive after Serve returned: %v, want ErrServerClosed", err)
+	}
+}
+
+// TestD7_AliveFailsWhileLoopStuck: while the event loop is stuck, in a system call or behind its lock,
+// Alive returns ctx's error instead of nil or blocking; once the loop turns again, Alive returns nil.
+func TestD7_AliveFailsWhileLoopStuck(t *testing.T) {
+	checkLeaks(t)
+	s, err := New(Config{Listen: "127.0.0.1:0", Workers: 1, SocketQueue: 2}, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck, unstick := make(chan struct{}), make(chan struct{})
+	real := s.accept
+	var once sync.Once
+	s.accept = func(lfd int) (int, error) {
+		once.Do(func() { close(stuck); <-unstick })
+		return real(lfd)
+	}
+	ts := runServer(t, s)
+	alive := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), scaled(100*time.Millisecond))
+		defer cancel()
+		return ts.Alive(ctx)
+	}
+	if err := alive(); err != nil {
+		t.Fatalf("Alive before the loop got stuck: %v", err)
+	}
+
+	cl := dial(t, ts.Addr()) // the loop's accept blocks
+	<-stuck
+	if err := alive(); err != context.DeadlineExceeded {
+		t.Fatalf("Alive with the loop stuck in accept: %v, want context.DeadlineExceeded", err)
+	}
+	close(unstick)
+	cl.get("/")
+	if resp, _ := cl.response(); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if err := alive(); err != nil {
+		t.Fatalf("Alive after the loop turned again: %v", err)
+	}
+
+	s.mu.Lock() // the loop cannot go past its next batch of events
+	err = alive()
+	s.mu.Unlock()
+	if err != context.DeadlineExceeded {
+		t.Fatalf("Alive with the slot lock held: %v, want context.DeadlineExceeded", err)
+	}
+	if err := alive(); err != nil {
+		t.Fatalf("Alive after the lock was released: %v", err)
+	}
 }

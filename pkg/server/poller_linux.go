@@ -74,6 +74,10 @@ func (s *Server) poll() error {
 		runtime.Gosched()
 		s.mu.Lock()
 		msec := s.timeoutLocked(s.clock())
+		if s.turned != nil {
+			// An Alive call made before openPoller created the eventfd woke nobody.
+			msec = 0
+		}
 		s.mu.Unlock()
 		if s.stopReq.Load() && !s.closing.Load() {
 			// A stop requested before openPoller created the eventfd woke nobody (CONTRACT S9).
@@ -89,6 +93,10 @@ func (s *Server) poll() error {
 		}
 		now := s.clock()
 		s.mu.Lock()
+		if s.turned != nil {
+			close(s.turned) // Alive: the loop turns
+			s.turned = nil
+		}
 		for k := range s.events[:n] {
 			s.dispatchLocked(&s.events[k])
 		}

@@ -60,6 +60,7 @@ type Server struct {
 	draining      bool
 	forced        bool
 	pollerGone    bool
+	turned        chan struct{} // closed by the poller's next turn, for Alive; nil when nobody asks
 
 	ready   chan int32 // the socket queue: FIFO of queued slots, capacity Q
 	workers []*worker
@@ -260,6 +261,47 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-s.done:
 		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Alive reports whether the event loop is turning: it wakes the poller and returns nil once the
+// poller has come back from epoll_wait, ctx's error if that did not happen before ctx ended, and
+// ErrServerClosed once Serve has returned. It is meant for a liveness check such as systemd's watchdog
+// (CONTRACT D7): every socket waits on that one loop, so while it is stuck nothing is accepted, parked
+// sockets are never served again, and no deadline is enforced. Alive does not block behind a poller
+// that holds the slot lock: it waits for the lock only until ctx ends. A handler that never returns
+// holds its own worker, not the loop, and does not make Alive fail. Safe from any goroutine; before
+// Serve starts, Alive waits for the loop's first turn.
+func (s *Server) Alive(ctx context.Context) error {
+	var retry *time.Ticker
+	for !s.mu.TryLock() {
+		// The poller holds the lock for one batch of events at most; a lock held longer is
+		// itself the sign of a stuck loop.
+		if retry == nil {
+			retry = time.NewTicker(time.Millisecond)
+			defer retry.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.done:
+			return ErrServerClosed
+		case <-retry.C:
+		}
+	}
+	if s.turned == nil {
+		s.turned = make(chan struct{})
+	}
+	turned := s.turned
+	s.notifyLocked()
+	s.mu.Unlock()
+	select {
+	case <-turned:
+		return nil
+	case <-s.done:
+		return ErrServerClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -39,5 +39,8 @@ func (s *Server) Serve(context.Context) error { return errors.ErrUnsupported }
 // Shutdown returns nil.
 func (s *Server) Shutdown(context.Context) error { return nil }
 
+// Alive returns errors.ErrUnsupported.
+func (s *Server) Alive(context.Context) error { return errors.ErrUnsupported }
+
 // Stats returns zero values.
 func (s *Server) Stats() Stats { return Stats{} }

@@ -47,6 +47,8 @@ func cpuTime(pids []int) time.Duration {
 type footprintRow struct {
 	name             string
 	idleRSS, idleHWM int64 // fresh start, no request yet
+	idleAnon         int64 // of idleRSS: private pages (heap, stacks, written data): RssAnon
+	idleFile         int64 // of idleRSS: file-backed pages (the binary, shared libraries): RssFile
 	baseRSS          int64 // after a few requests: the baseline of the per-connection figure
 	parkedRSS        int64 // while idleconns holds its connections
 	alive            string
@@ -56,6 +58,13 @@ type footprintRow struct {
 
 // readMem returns the summed VmRSS and VmHWM of pids, in KiB.
 func readMem(pids []int) (rss, hwm int64) {
+	m := readStatus(pids, "VmRSS:", "VmHWM:")
+	return m[0], m[1]
+}
+
+// readStatus returns the sums over pids of the given fields of /proc/PID/status, in KiB.
+func readStatus(pids []int, fields ...string) []int64 {
+	sums := make([]int64, len(fields))
 	for _, pid := range pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		if err != nil {
@@ -66,16 +75,15 @@ func readMem(pids []int) (rss, hwm int64) {
 			if len(f) < 2 {
 				continue
 			}
-			v, _ := strconv.ParseInt(f[1], 10, 64)
-			switch f[0] {
-			case "VmRSS:":
-				rss += v
-			case "VmHWM:":
-				hwm += v
+			for k, name := range fields {
+				if f[0] == name {
+					v, _ := strconv.ParseInt(f[1], 10, 64)
+					sums[k] += v
+				}
 			}
 		}
 	}
-	return rss, hwm
+	return sums
 }
 
 // warmUp sends a few keep-alive requests, so that the code and buffers of the request path are touched
@@ -136,7 +144,8 @@ func (r *report) footprint(ctx context.Context, dir, root string) error {
 			}
 			defer s.stop()
 			time.Sleep(settle)
-			row.idleRSS, row.idleHWM = readMem(s.pids())
+			m := readStatus(s.pids(), "VmRSS:", "VmHWM:", "RssAnon:", "RssFile:")
+			row.idleRSS, row.idleHWM, row.idleAnon, row.idleFile = m[0], m[1], m[2], m[3]
 			if err := warmUp(s.addr); err != nil {
 				return err
 			}
@@ -234,8 +243,8 @@ func kib(v int64) string {
 func (r *report) footprintTable() string {
 	var b strings.Builder
 	n := r.opts.parked
-	fmt.Fprintf(&b, "\n| server | idle VmRSS | idle VmHWM | after 20 requests | %d idle keep-alive conns | per conn | alive after | 256-conn load VmRSS | VmHWM after |\n", n)
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(&b, "\n| server | idle VmRSS | of which private | of which file-backed | idle VmHWM | after 20 requests | %d idle keep-alive conns | per conn | alive after | 256-conn load VmRSS | VmHWM after |\n", n)
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, f := range r.fp {
 		if f.err != "" {
 			fmt.Fprintf(&b, "| %s | failed: %s |\n", f.name, strings.ReplaceAll(f.err, "\n", " "))
@@ -245,10 +254,10 @@ func (r *report) footprintTable() string {
 		if f.parkedRSS > 0 {
 			per = fmt.Sprintf("%.2f KiB", float64(f.parkedRSS-f.baseRSS)/float64(n))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f.name, kib(f.idleRSS), kib(f.idleHWM),
-			kib(f.baseRSS), kib(f.parkedRSS), per, orDash(f.alive), kib(f.loadRSS), kib(f.loadHWM))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f.name, kib(f.idleRSS), kib(f.idleAnon),
+			kib(f.idleFile), kib(f.idleHWM), kib(f.baseRSS), kib(f.parkedRSS), per, orDash(f.alive), kib(f.loadRSS), kib(f.loadHWM))
 	}
-	fmt.Fprintf(&b, "\nper conn = (VmRSS with the %d connections - VmRSS after 20 requests) / %d. RSS counts pages the process touched (its binary's text included), not the kernel's socket buffers.\n\n", n, n)
+	fmt.Fprintf(&b, "\nper conn = (VmRSS with the %d connections - VmRSS after 20 requests) / %d. RSS counts pages the process touched (its binary's text included), not the kernel's socket buffers. Private = RssAnon: heap, stacks and written data, memory only this process holds. File-backed = RssFile: pages of the binary (and of shared libraries for nginx) mapped in, clean, shared with the page cache, and reclaimable under memory pressure.\n\n", n, n)
 	return b.String()
 }
 

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -166,7 +168,21 @@ func (s *settings) warnings() []string {
 		w = append(w, fmt.Sprintf("--topic-max-bytes %s is above --ws-max-message %s: a WebSocket subscriber cannot take a larger value and is dropped (close 1008) when one is published",
 			formatSize(s.topicMaxBytes), formatSize(s.wsMaxMessage)))
 	}
+	if max := somaxconn(); max > 0 && s.backlog > max {
+		w = append(w, fmt.Sprintf("--backlog %d is above net.core.somaxconn %d: the kernel cuts the listen backlog to %d",
+			s.backlog, max, max))
+	}
 	return w
+}
+
+// somaxconn returns the kernel's limit on listen backlogs (net.core.somaxconn), or 0 when unknown.
+var somaxconn = func() int {
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
 }
 
 // daemon is edged assembled from its settings.

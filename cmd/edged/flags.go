@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -95,7 +96,7 @@ func (s *settings) register(fs *pflag.FlagSet) {
 	fs.Var(&intValue{&s.socketQueue, 0, server.MaxSocketQueue}, "socket-queue", "accepted sockets held at most (0 = accept mode)")
 	fs.Var(&intValue{&s.bufferSize, conn.MinBufferSize, maxBufferSize}, "buffer-size", "per-worker read buffer in bytes: the largest request head")
 	fs.Var(&intValue{&s.maxHeaders, 1, maxHeaderLines}, "max-headers", "request header lines accepted")
-	fs.Var(&intValue{&s.backlog, 1, 0}, "backlog", "kernel listen backlog")
+	fs.Var(&intValue{&s.backlog, 1, math.MaxInt32}, "backlog", "kernel listen backlog")
 	boolVar(fs, &s.parkIdle, "park-idle", "hand idle keep-alive sockets back to epoll (socket-queue mode)")
 	boolVar(fs, &s.evictIdle, "evict-idle", "close the longest-idle parked socket when a new client waits")
 	fs.Var(&durationValue{&s.evictMinIdle}, "evict-min-idle", "idle time before a parked socket may be evicted (stops clients evicting each other under load)")

@@ -113,6 +113,7 @@ func TestInvalidValues(t *testing.T) {
 		{[]string{"--socket-queue", "-1"}, "--socket-queue"},
 		{[]string{"--max-headers", "0"}, "--max-headers"},
 		{[]string{"--backlog", "0"}, "--backlog"},
+		{[]string{"--backlog", "2147483648"}, "--backlog"},
 		{[]string{"--max-conns-per-client", "-1"}, "--max-conns-per-client"},
 		{[]string{"--keepalive-timeout", "0s"}, "--keepalive-timeout"},
 		{[]string{"--header-timeout", "-1s"}, "--header-timeout"},

@@ -60,4 +60,20 @@ func TestD2_Warnings(t *testing.T) {
 	if w := s.warnings(); len(w) != 0 {
 		t.Errorf("accept mode warned: %q", w)
 	}
+
+	// A backlog above net.core.somaxconn is cut by the kernel without a word; edged says so.
+	defer func(f func() int) { somaxconn = f }(somaxconn)
+	somaxconn = func() int { return 4096 }
+	s = defaultSettings()
+	if s.backlog = 4096; len(s.warnings()) != 0 {
+		t.Errorf("--backlog 4096 with somaxconn 4096 warned: %q", s.warnings())
+	}
+	s.backlog = 10000
+	if w := s.warnings(); len(w) != 1 || w[0] != "--backlog 10000 is above net.core.somaxconn 4096: the kernel cuts the listen backlog to 4096" {
+		t.Errorf("--backlog 10000 with somaxconn 4096: warnings %q", w)
+	}
+	somaxconn = func() int { return 0 } // unknown: nothing to compare with
+	if w := s.warnings(); len(w) != 0 {
+		t.Errorf("--backlog 10000 with somaxconn unknown: warnings %q", w)
+	}
 }

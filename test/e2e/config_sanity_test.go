@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -71,14 +72,28 @@ func TestD2_NonsenseConfigurationsRefused(t *testing.T) {
 // with one warning line each from check (on stderr; stdout stays key=value) and from serve (a
 // "configuration warning" log record), and the daemon serves.
 func TestD2_DoubtfulConfigurationsWarned(t *testing.T) {
-	for _, tc := range []struct {
+	type doubtful struct {
 		args []string
 		want string
-	}{
+	}
+	cases := []doubtful{
 		{[]string{"--socket-queue", "2", "--workers", "4"}, "--socket-queue 2 is below --workers 4"},
 		{[]string{"--header-timeout", "20s", "--handler-timeout", "5s"}, "--header-timeout 20s is above --handler-timeout 5s"},
 		{[]string{"--topic-max-bytes", "128KiB"}, "--topic-max-bytes 128KiB is above --ws-max-message 64KiB"},
-	} {
+	}
+	// A backlog the kernel cuts to net.core.somaxconn.
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	max, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	above := strconv.Itoa(max + 1)
+	cases = append(cases, doubtful{[]string{"--backlog", above},
+		fmt.Sprintf("--backlog %s is above net.core.somaxconn %d: the kernel cuts the listen backlog to %d", above, max, max)})
+	for _, tc := range cases {
 		code, out, errOut := runEdged(t, nil, append([]string{"check"}, tc.args...)...)
 		if code != 0 || !strings.HasPrefix(out, "configuration ok\n") || strings.Count(errOut, "\n") != 1 ||
 			!strings.HasPrefix(errOut, "edged: warning: "+tc.want) {

@@ -76,7 +76,7 @@ func (s *settings) poolConfig() ws.PoolConfig {
 }
 
 func (s *settings) topicsConfig() topics.Config {
-	return topics.Config{MaxTopics: s.topicsMax, MaxValueBytes: int(s.topicMaxBytes)}
+	return topics.Config{MaxTopics: s.topicsMax, MaxValueBytes: int(s.topicMaxBytes), Reserved: statuspage.Topic}
 }
 
 // queueSlots returns the number of sockets the main server may hold: Q, or P in accept mode.
@@ -93,12 +93,13 @@ func (s *settings) queueSlots() int {
 func (s *settings) memoryBudget() budget {
 	cc := s.connConfig()
 	session := ws.PoolConfig{MaxSessions: 1, Conn: s.poolConfig().Conn}.BufferBytes()
+	// One topic more than --topics-max: the status topic does not count against it.
 	topic := topics.Config{MaxTopics: 1, MaxValueBytes: int(s.topicMaxBytes)}.BufferBytes()
 	b := budget{
 		workers:  int64(s.workers) * int64(cc.BufferBytes()),
 		slots:    int64(s.queueSlots()) * slotBytes,
 		sessions: int64(s.sessionLimit()) * int64(session),
-		topics:   int64(s.topicsMax) * int64(topic),
+		topics:   (int64(s.topicsMax) + 1) * int64(topic),
 		metrics:  int64(s.workers) * int64(metrics.WorkerBytes),
 	}
 	rc := routes.Config{Workers: 1, EnableEcho: s.enableEcho, EchoBuffer: s.bufferSize}

@@ -43,6 +43,10 @@ type Subscriber interface {
 type Config struct {
 	MaxTopics     int
 	MaxValueBytes int
+	// Reserved names the owner's own topic (the daemon's status topic), which does not count against
+	// MaxTopics: it can always be published and never takes the place of a client's topic. It is
+	// otherwise an ordinary topic, bounded by MaxValueBytes.
+	Reserved string
 }
 
 func (cfg Config) withDefaults() Config {
@@ -58,7 +62,11 @@ func (cfg Config) withDefaults() Config {
 // BufferBytes returns the most memory the retained values can take (CONTRACT D8).
 func (cfg Config) BufferBytes() int {
 	cfg = cfg.withDefaults()
-	return cfg.MaxTopics * (cfg.MaxValueBytes + MaxNameLen + MaxContentTypeLen)
+	n := cfg.MaxTopics
+	if cfg.Reserved != "" {
+		n++
+	}
+	return n * (cfg.MaxValueBytes + MaxNameLen + MaxContentTypeLen)
 }
 
 // Hub holds the topics.
@@ -127,8 +135,14 @@ func (h *Hub) lookup(name []byte, create bool) (*topic, error) {
 	if !create {
 		return nil, nil
 	}
-	if len(h.topics) >= h.cfg.MaxTopics {
-		return nil, ErrTooManyTopics
+	if r := h.cfg.Reserved; r == "" || string(name) != r {
+		n := len(h.topics)
+		if _, ok := h.topics[r]; ok && r != "" {
+			n--
+		}
+		if n >= h.cfg.MaxTopics {
+			return nil, ErrTooManyTopics
+		}
 	}
 	t := &topic{}
 	h.topics[string(name)] = t

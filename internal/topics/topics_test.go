@@ -101,6 +101,35 @@ func TestD4_Bounds(t *testing.T) {
 	}
 }
 
+// TestD4_ReservedTopicOutsideTheLimit: the owner's reserved topic (the status topic) neither counts
+// against MaxTopics nor is refused when the clients' topics fill it, and the budget counts it.
+func TestD4_ReservedTopicOutsideTheLimit(t *testing.T) {
+	cfg := Config{MaxTopics: 1, MaxValueBytes: 4, Reserved: "own/status"}
+	h := New(cfg)
+	if _, err := h.Publish([]byte("own/status"), nil, false, []byte("1")); err != nil {
+		t.Fatalf("reserved topic: %v", err)
+	}
+	if _, err := h.Publish([]byte("a"), nil, false, []byte("1")); err != nil {
+		t.Fatalf("the one client topic --topics-max 1 allows, with the reserved topic present: %v", err)
+	}
+	if _, err := h.Publish([]byte("b"), nil, false, []byte("1")); !errors.Is(err, ErrTooManyTopics) {
+		t.Fatalf("second client topic: err = %v, want ErrTooManyTopics", err)
+	}
+	h.Delete([]byte("own/status"))
+	if _, err := h.Publish([]byte("b"), nil, false, []byte("1")); !errors.Is(err, ErrTooManyTopics) {
+		t.Fatalf("second client topic after the reserved one was deleted: err = %v, want ErrTooManyTopics", err)
+	}
+	if _, err := h.Publish([]byte("own/status"), nil, false, []byte("2")); err != nil {
+		t.Fatalf("reserved topic with the clients' limit reached: %v", err)
+	}
+	if _, err := h.Publish([]byte("own/status"), nil, false, []byte("12345")); !errors.Is(err, ErrValueTooLarge) {
+		t.Fatalf("reserved topic above MaxValueBytes: err = %v", err)
+	}
+	if got, want := cfg.BufferBytes(), 2*(4+MaxNameLen+MaxContentTypeLen); got != want {
+		t.Errorf("BufferBytes() = %d, want %d (the reserved topic included)", got, want)
+	}
+}
+
 func TestD4_SubscribersGetRetainedThenPublishes(t *testing.T) {
 	h := New(Config{})
 	h.Publish([]byte("t"), nil, true, []byte("retained"))

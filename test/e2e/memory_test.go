@@ -219,9 +219,9 @@ func TestD8_RSSUnderLoad(t *testing.T) {
 				case 4, 5:
 					req = fmt.Sprintf("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s", len(echoBody), echoBody)
 				case 6, 7, 8:
-					// topics-max minus the status topic, each filled to the largest value.
+					// topics-max topics besides the status topic, each filled to the largest value.
 					req = fmt.Sprintf("PUT /topics/load/%d HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s",
-						i%(topicsMax-1), len(value), value)
+						i%topicsMax, len(value), value)
 				case 9:
 					req = "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"
 				}
@@ -266,7 +266,7 @@ func TestD8_RSSUnderLoad(t *testing.T) {
 	}, d.exited) {
 		t.Fatalf("%v requests counted, want at least %d", s["edged_http_request_duration_seconds_count"], requests)
 	}
-	if s["edged_websocket_sessions_active"] != float64(wsMax) || s["edged_topics"] != float64(topicsMax) {
+	if s["edged_websocket_sessions_active"] != float64(wsMax) || s["edged_topics"] != float64(topicsMax+1) {
 		t.Fatalf("load did not reach the pools' limits: %v sessions, %v topics", s["edged_websocket_sessions_active"], s["edged_topics"])
 	}
 

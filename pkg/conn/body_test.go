@@ -390,6 +390,67 @@ func TestH11_Continue(t *testing.T) {
 	})
 }
 
+// TestH11_HandlerOwn100NotRepeated checks that a 100 Continue the handler sends itself
+// (WriteHeader(100)) stands in for the automatic one, as in net/http: Read sends no second 100, and a
+// body the handler leaves unread is drained as after an automatic 100, since the client was told to
+// send it. Other interim codes (103 Early Hints) do not stand in for it.
+func TestH11_HandlerOwn100NotRepeated(t *testing.T) {
+	const cont = "HTTP/1.1 100 Continue\r\n\r\n"
+	head := "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+	cases := []struct {
+		name    string
+		interim int
+		read    bool
+		want    string // the statuses of every response, interim ones included
+		body    string
+	}{
+		{"own 100, then Read", 100, true, "100,200,200", "hello"},
+		{"own 100, body left unread", 100, false, "100,200,200", "unread"},
+		{"103, then Read: the automatic 100 follows", 103, true, "103,100,200,200", "hello"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, mode := range []string{"whole", "bytewise"} {
+				c := conn.New(conn.Config{})
+				s := newMemStream(head + "hello" + get("/2"))
+				s.holdOpen = true
+				if mode == "bytewise" {
+					s.maxRead = 1
+				}
+				// The client sends the body once it has read a 100 Continue, whoever sent it.
+				s.gates = []gate{{at: len(head), open: func(s *memStream) bool { return s.outContains(cont) }}}
+				c.Reset(s)
+				ka, err := c.Serve(0, conn.HandlerFunc(func(_ int, c *conn.Connection) error {
+					if err := c.WriteHeader(tc.interim); err != nil {
+						return err
+					}
+					body := []byte("unread")
+					if tc.read {
+						var err error
+						if body, err = readBody(c, reqInfo{}); err != nil {
+							return err
+						}
+					}
+					return c.Reply(200, "text/plain", body)
+				}))
+				if !ka || err != nil {
+					t.Fatalf("%s: Serve %v, %v; want true, nil; output %q", mode, ka, err, s.out)
+				}
+				if ka, err := c.Serve(0, conn.HandlerFunc(func(_ int, c *conn.Connection) error { return nil })); !ka || err != nil {
+					t.Errorf("%s: the request after it: %v, %v", mode, ka, err)
+				}
+				if n := strings.Count(string(s.out), "100 Continue"); n != 1 {
+					t.Errorf("%s: 100 Continue sent %d times, want once: %q", mode, n, s.out)
+				}
+				rs, _, perr := parseResponses(s.out, "POST")
+				if got := statuses(rs); perr != nil || got != tc.want || string(rs[len(rs)-2].body) != tc.body {
+					t.Errorf("%s: responses %s (%v), want %s with body %q: %q", mode, got, perr, tc.want, tc.body, s.out)
+				}
+			}
+		})
+	}
+}
+
 func TestH12_Drain(t *testing.T) {
 	noRead := func(c *conn.Connection, info reqInfo, s *memStream) error {
 		return c.Reply(200, "text/plain", []byte("ok"))

@@ -151,7 +151,9 @@ func (c *Connection) SetContentLength(n int64) {
 }
 
 // WriteHeader commits the status code with its standard reason phrase (CONTRACT H13). Interim codes
-// 100, 102 and 103 are sent at once with the headers set so far, and the response stays open.
+// 100, 102 and 103 are sent at once with the headers set so far, and the response stays open. A 100
+// sent this way takes the place of the automatic 100 Continue of Read (CONTRACT H11); other interim
+// codes do not.
 func (c *Connection) WriteHeader(code int) error { return c.WriteHeaderReason(code, "") }
 
 // WriteHeaderReason commits the status code with the given reason phrase ("" for the standard one).
@@ -195,6 +197,11 @@ func (c *Connection) WriteHeaderReason(code int, reason string) error {
 func (c *Connection) sendInterim(code int, reason string) error {
 	if c.minor == 0 {
 		return nil // HTTP/1.0 clients do not understand interim responses
+	}
+	if code == 100 {
+		// CONTRACT H11: the client is told to send the body once; Read sends no second 100, and a
+		// body left unread is drained as after the automatic one (net/http's canWriteContinue).
+		c.sent100 = true
 	}
 	if reason == "" {
 		reason = reasonPhrase(code)

@@ -1,6 +1,9 @@
 package conn_test
 
 import (
+	"bytes"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +73,134 @@ func TestS9_SetClosing(t *testing.T) {
 			t.Errorf("after Reset: %v, %v; a new stream must not inherit closing", ka, err)
 		}
 	})
+}
+
+// TestS9_SetClosingAfterHeadSent checks SetClosing once the response head has gone out (after a Flush,
+// in the middle of a streamed body): the head already promised keep-alive, but the connection closes
+// once the response is complete, and the response stays complete and correctly delimited.
+func TestS9_SetClosingAfterHeadSent(t *testing.T) {
+	piece := strings.Repeat("0123456789", 50)
+	cases := []struct {
+		name    string
+		in      string
+		handler handlerFunc
+		body    string
+		framing string // "length" or "chunked"
+	}{
+		{
+			name: "after Flush, Content-Length body",
+			in:   get("/") + get("/never"),
+			handler: func(c *conn.Connection, info reqInfo, s *memStream) error {
+				c.SetContentLength(10)
+				if _, err := c.WriteString("hello"); err != nil {
+					return err
+				}
+				if err := c.Flush(); err != nil {
+					return err
+				}
+				c.SetClosing()
+				_, err := c.WriteString("world")
+				return err
+			},
+			body:    "helloworld",
+			framing: "length",
+		},
+		{
+			name: "after Flush, chunked body",
+			in:   get("/") + get("/never"),
+			handler: func(c *conn.Connection, info reqInfo, s *memStream) error {
+				if _, err := c.WriteString("hello"); err != nil {
+					return err
+				}
+				if err := c.Flush(); err != nil {
+					return err
+				}
+				c.SetClosing()
+				_, err := c.WriteString("world")
+				return err
+			},
+			body:    "helloworld",
+			framing: "chunked",
+		},
+		{
+			name: "in the middle of a streamed body, nothing buffered",
+			in:   get("/") + get("/never"),
+			handler: func(c *conn.Connection, info reqInfo, s *memStream) error {
+				for i := range 10 {
+					if i == 5 {
+						if err := c.Flush(); err != nil {
+							return err
+						}
+						c.SetClosing()
+					}
+					if _, err := c.WriteString(piece); err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+			body:    strings.Repeat(piece, 10),
+			framing: "chunked",
+		},
+		{
+			name: "HTTP/1.0 keep-alive, after Flush, Content-Length body",
+			in:   "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + "GET /never HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+			handler: func(c *conn.Connection, info reqInfo, s *memStream) error {
+				c.SetContentLength(10)
+				if _, err := c.WriteString("hello"); err != nil {
+					return err
+				}
+				if err := c.Flush(); err != nil {
+					return err
+				}
+				c.SetClosing()
+				_, err := c.WriteString("world")
+				return err
+			},
+			body:    "helloworld",
+			framing: "length",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := conn.New(conn.Config{})
+			s := newMemStream(tc.in)
+			s.holdOpen = true
+			var keepAlive bool
+			r := serveAll(c, s, func(c *conn.Connection, info reqInfo, s *memStream) error {
+				err := tc.handler(c, info, s)
+				keepAlive = c.KeepAlive()
+				return err
+			}, 4)
+			if r.perr != nil || len(r.finals) != 1 {
+				t.Fatalf("responses %s (%v), want one: %q", statuses(r.finals), r.perr, s.out[:min(len(s.out), 300)])
+			}
+			if sr := r.serves[0]; sr.keepAlive || sr.err != nil || sr.state != conn.StateClosed || len(r.serves) != 1 {
+				t.Errorf("Serve %v, %v, state %v after %d calls; want false, nil, Closed after 1", sr.keepAlive, sr.err, sr.state, len(r.serves))
+			}
+			if keepAlive {
+				t.Errorf("KeepAlive() true after SetClosing")
+			}
+			resp := r.finals[0]
+			if string(resp.body) != tc.body || resp.bodyErr != nil {
+				t.Errorf("body %q (err %v), want %q", resp.body, resp.bodyErr, tc.body)
+			}
+			cl, te := resp.rawHeader("Content-Length"), resp.rawHeader("Transfer-Encoding")
+			switch tc.framing {
+			case "length":
+				if len(cl) != 1 || cl[0] != strconv.Itoa(len(tc.body)) || len(te) != 0 {
+					t.Errorf("want Content-Length %d: %q", len(tc.body), resp.raw)
+				}
+			case "chunked":
+				if len(te) != 1 || te[0] != "chunked" || len(cl) != 0 || !strings.HasSuffix(string(s.out), "\r\n0\r\n\r\n") {
+					t.Errorf("want a chunked body with its last chunk: %q", resp.raw[:min(len(resp.raw), 300)])
+				}
+			}
+			if !bytes.Equal(resp.raw, s.out) {
+				t.Errorf("output beyond the response: %q", s.out[len(resp.raw):])
+			}
+		})
+	}
 }
 
 func TestLastExchange(t *testing.T) {

@@ -279,12 +279,12 @@ func (c *Connection) finish(herr error) (bool, error) {
 func (c *Connection) Buffered() int { return c.w - c.r }
 
 // SetClosing makes the current and every later response carry Connection: close (graceful shutdown,
-// CONTRACT S9). Safe only from the owning goroutine.
+// CONTRACT S9). When the current response's head has already gone out, the response is completed as
+// its head announced it (a chunked body with its last chunk) and the connection then closes: a server
+// may close after any complete response. Safe only from the owning goroutine.
 func (c *Connection) SetClosing() {
 	c.closing = true
-	if !c.resp.headSent {
-		c.closeAfter = true
-	}
+	c.closeAfter = true
 }
 
 // State returns the connection state.

@@ -31,7 +31,12 @@ const (
 	csEndLF                     // LF of the final blank line
 )
 
-// Read reads the request body (io.Reader); see the declaration comment in api.go.
+// Read reads the request body (io.Reader). It returns io.EOF at the end of the body, at once for a
+// request without one; a malformed, too large or cut short body is an error, and the connection then
+// closes after the response. For an Expect: 100-continue request the first Read sends
+// HTTP/1.1 100 Continue (CONTRACT H11), unless the handler sent a 100 itself (WriteHeader(100)) or the
+// final response head has already gone out (Flush): as in net/http, no interim response follows the
+// final head, and the client sends the body when it stops waiting for the 100.
 func (c *Connection) Read(p []byte) (int, error) {
 	if c.state != StateRequest && c.state != StateResponse {
 		return 0, ErrInvalidState

@@ -10,7 +10,7 @@ import (
 	"github.com/edged/edged/pkg/conn"
 )
 
-// Config sizes a Conn. Zero fields take their defaults.
+// Config sizes and times a Conn. Zero fields take their defaults.
 type Config struct {
 	// MaxMessage is the largest message accepted, reassembled (CONTRACT W7). Default 64 KiB.
 	MaxMessage int
@@ -19,6 +19,10 @@ type Config struct {
 	// WriteBufferSize is the frame write buffer: a frame that fits leaves in one write. Default 4 KiB
 	// plus a frame header.
 	WriteBufferSize int
+	// WriteTimeout bounds each control frame the Conn writes (a pong, a close, a ping): every one gets
+	// a deadline this long from its start, whatever SetWriteDeadline set for data (CONTRACT W5, W6).
+	// Default 10s.
+	WriteTimeout time.Duration
 }
 
 // Defaults of Config. The buffers hold a 4 KiB payload with its frame header, so that such a message
@@ -38,6 +42,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.WriteBufferSize < MaxHeaderSize*2 {
 		cfg.WriteBufferSize = DefaultWriteBufferSize
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	return cfg
 }
@@ -82,6 +89,7 @@ type Conn struct {
 	wbuf      []byte
 	pong      [maxControl]byte
 	closeSent bool
+	wdl       time.Time // the deadline of data writes, set by SetWriteDeadline
 }
 
 // NewConn allocates a Conn and its buffers (CONTRACT W9: sessions' buffers are preallocated).
@@ -107,6 +115,7 @@ func (c *Conn) Reset(s conn.Stream, buffered []byte) error {
 	c.frRemain, c.inFrame, c.maskPos, c.ctrlLen = 0, false, 0, 0
 	c.utf8 = utf8State{}
 	c.closeRecv, c.closeSent = false, false
+	c.wdl = time.Time{}
 	c.frames.Store(0)
 	return nil
 }
@@ -247,7 +256,7 @@ func (c *Conn) control() error {
 			return nil
 		}
 		n := copy(c.pong[:], p)
-		return c.writeFrameLocked(OpPong, c.pong[:n])
+		return c.writeControlLocked(OpPong, c.pong[:n])
 	case OpPong:
 		return nil
 	}
@@ -278,7 +287,7 @@ func (c *Conn) control() error {
 		c.closeSent = true
 		var b [2]byte
 		binary.BigEndian.PutUint16(b[:], uint16(reply))
-		_ = c.writeFrameLocked(OpClose, b[:])
+		_ = c.writeControlLocked(OpClose, b[:])
 	}
 	c.wmu.Unlock()
 	return &CloseError{Code: code, Reason: string(reason)}
@@ -341,6 +350,9 @@ func (c *Conn) WriteMessage(op Opcode, p []byte) error {
 	if op == OpClose {
 		c.closeSent = true
 	}
+	if op.IsControl() {
+		return c.writeControlLocked(op, p)
+	}
 	return c.writeFrameLocked(op, p)
 }
 
@@ -368,7 +380,7 @@ func (c *Conn) WriteClose(code int, reason string) error {
 		reason = reason[:cut]
 	}
 	n := 2 + copy(p[2:], reason)
-	return c.writeFrameLocked(OpClose, p[:n])
+	return c.writeControlLocked(OpClose, p[:n])
 }
 
 // CloseSent reports whether a close frame was sent.
@@ -378,11 +390,23 @@ func (c *Conn) CloseSent() bool {
 	return c.closeSent
 }
 
-// SetWriteDeadline sets the deadline of the writes that follow; it waits for a write in progress.
+// SetWriteDeadline sets the deadline of the data writes that follow; it waits for a write in
+// progress. Control frames have their own (Config.WriteTimeout).
 func (c *Conn) SetWriteDeadline(t time.Time) {
 	c.wmu.Lock()
+	c.wdl = t
 	c.s.SetWriteDeadline(t)
 	c.wmu.Unlock()
+}
+
+// writeControlLocked writes a control frame under a deadline of its own, then puts back the deadline
+// of data writes. The one set last may be long past, and a pong would then fail at once, or none, and
+// a pong to a peer that does not read would block the reader forever (CONTRACT W5, W6).
+func (c *Conn) writeControlLocked(op Opcode, p []byte) error {
+	c.s.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+	err := c.writeFrameLocked(op, p)
+	c.s.SetWriteDeadline(c.wdl)
+	return err
 }
 
 // writeFrameLocked writes one unmasked final frame (servers do not mask, RFC 6455 5.1).

@@ -46,7 +46,8 @@ type PoolConfig struct {
 	PingInterval time.Duration
 	// CloseTimeout bounds the wait for the peer's close after edged sent one (CONTRACT W6). Default 5s.
 	CloseTimeout time.Duration
-	// WriteTimeout bounds each write to a session. Default 10s.
+	// WriteTimeout bounds each write to a session. Default 10s. It is also the Conn's WriteTimeout,
+	// which every control frame gets afresh (CONTRACT W5, W6).
 	WriteTimeout time.Duration
 	// OnPanic, when set, is told of every panic recovered from a SessionHandler, with the goroutine's
 	// stack, on the session's goroutine (the daemon logs and counts it).
@@ -75,6 +76,7 @@ func (cfg PoolConfig) withDefaults() PoolConfig {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
+	cfg.Conn.WriteTimeout = cfg.WriteTimeout
 	return cfg
 }
 
@@ -346,7 +348,6 @@ loop:
 				break loop // no answer to the ping within an interval (CONTRACT W10)
 			}
 			pinged, pingAt = true, time.Now().Add(p.cfg.PingInterval)
-			t.SetWriteDeadline(time.Now().Add(p.cfg.WriteTimeout))
 			if c.WritePing(nil) != nil {
 				break loop
 			}
@@ -369,7 +370,7 @@ func (s *Session) flush() (code int, force bool) {
 		return code, true
 	}
 	if len(q) > 0 {
-		s.t.SetWriteDeadline(time.Now().Add(s.pool.cfg.WriteTimeout))
+		s.conn.SetWriteDeadline(time.Now().Add(s.pool.cfg.WriteTimeout))
 	}
 	for len(q) >= frameRecord {
 		op := Opcode(q[0])
@@ -385,7 +386,7 @@ func (s *Session) flush() (code int, force bool) {
 
 // SendNow writes a message from the session's own goroutine (an echo reply), under the write timeout.
 func (s *Session) SendNow(op Opcode, payload []byte) error {
-	s.t.SetWriteDeadline(time.Now().Add(s.pool.cfg.WriteTimeout))
+	s.conn.SetWriteDeadline(time.Now().Add(s.pool.cfg.WriteTimeout))
 	if err := s.conn.WriteMessage(op, payload); err != nil {
 		return err
 	}
@@ -433,7 +434,6 @@ func (s *Session) closeFailed() time.Time {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	s.t.SetWriteDeadline(time.Now().Add(s.pool.cfg.WriteTimeout))
 	_ = s.conn.WriteClose(CloseInternalError, "")
 	return time.Now().Add(s.pool.cfg.CloseTimeout)
 }

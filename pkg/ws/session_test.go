@@ -2,7 +2,9 @@ package ws_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -291,4 +293,205 @@ func (t *eagerTransport) Read(p []byte) (int, error) {
 		t.pending = t.flood
 	}
 	return t.chanTransport.Read(p)
+}
+
+// tcpTransport is a ws.Transport over the server end of a real loopback TCP connection, used like
+// pkg/server's TakenStream: one goroutine reads, writes and sets the deadlines, Interrupt makes a
+// waiting Read (or the next one) return ws.ErrInterrupted, and a write waits for the socket under the
+// write deadline. It tells the test of every write, with the deadline it went out under.
+type tcpTransport struct {
+	c        net.Conn
+	rdl, wdl time.Time // session goroutine only
+
+	// imu orders Interrupt against Read setting the read deadline: an interrupt is neither lost nor
+	// cuts a later Read short.
+	imu         sync.Mutex
+	interrupted bool
+
+	wrote     chan tcpWrite
+	bytesRead atomic.Int64
+	// readAtClose is bytesRead when Close ran: how much of what the peer sent the session took in
+	// before it closed the socket.
+	readAtClose atomic.Int64
+	closed      chan struct{}
+	once        sync.Once
+}
+
+var _ ws.Transport = (*tcpTransport)(nil)
+
+// tcpWrite is one Write of the session: the opcode of the frame it starts (writes here hold whole
+// small frames), when it began, the write deadline in effect, and its error.
+type tcpWrite struct {
+	op           ws.Opcode
+	at, deadline time.Time
+	err          error
+}
+
+// newTCPTransport connects a loopback TCP pair on port 0 and returns the server end as a transport
+// and the client end; both are closed at the end of the test.
+func newTCPTransport(tb testing.TB) (*tcpTransport, net.Conn) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	cli, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv, err := ln.Accept()
+	if err != nil {
+		cli.Close()
+		tb.Fatal(err)
+	}
+	t := &tcpTransport{c: srv, wrote: make(chan tcpWrite, 64), closed: make(chan struct{})}
+	tb.Cleanup(func() {
+		cli.Close()
+		t.Close()
+	})
+	return t, cli
+}
+
+func (t *tcpTransport) Read(p []byte) (int, error) {
+	for {
+		t.imu.Lock()
+		_ = t.c.SetReadDeadline(t.rdl)
+		if t.interrupted {
+			t.interrupted = false
+			t.imu.Unlock()
+			return 0, ws.ErrInterrupted
+		}
+		t.imu.Unlock()
+		n, err := t.c.Read(p)
+		t.bytesRead.Add(int64(n))
+		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			t.imu.Lock()
+			again := t.interrupted
+			t.imu.Unlock()
+			if again {
+				continue
+			}
+		}
+		return n, err
+	}
+}
+
+func (t *tcpTransport) Write(p []byte) (int, error) {
+	w := tcpWrite{op: ws.Opcode(p[0] & 0x0F), at: time.Now(), deadline: t.wdl}
+	n, err := t.c.Write(p)
+	w.err = err
+	select {
+	case t.wrote <- w:
+	default:
+	}
+	return n, err
+}
+
+func (t *tcpTransport) SetReadDeadline(d time.Time) { t.rdl = d }
+
+func (t *tcpTransport) SetWriteDeadline(d time.Time) {
+	t.wdl = d
+	_ = t.c.SetWriteDeadline(d)
+}
+
+func (t *tcpTransport) Interrupt() {
+	t.imu.Lock()
+	defer t.imu.Unlock()
+	t.interrupted = true
+	_ = t.c.SetReadDeadline(time.Unix(1, 0)) // wakes a waiting Read
+}
+
+func (t *tcpTransport) Close() error {
+	t.once.Do(func() {
+		t.readAtClose.Store(t.bytesRead.Load())
+		_ = t.c.Close()
+		close(t.closed)
+	})
+	return nil
+}
+
+// nextWrite returns the session's next write.
+func (t *tcpTransport) nextWrite(tb testing.TB) tcpWrite {
+	tb.Helper()
+	select {
+	case w := <-t.wrote:
+		return w
+	case <-time.After(waitTimeout):
+		tb.Fatal("the session wrote nothing within 10s")
+	}
+	return tcpWrite{}
+}
+
+// clientSend writes b from the client end c.
+func clientSend(tb testing.TB, c net.Conn, b []byte) {
+	tb.Helper()
+	_ = c.SetWriteDeadline(time.Now().Add(waitTimeout))
+	if _, err := c.Write(b); err != nil {
+		tb.Fatalf("client write: %v", err)
+	}
+}
+
+// TestW5_PongGetsFreshWriteDeadline: the pong answering a ping goes out under a write deadline of its
+// own, WriteTimeout from its start, whatever deadline the session's socket had: none yet (a pong to a
+// peer that does not read would block the session forever), or the deadline of a publish written
+// long ago (the pong would fail at once) (CONTRACT W5).
+func TestW5_PongGetsFreshWriteDeadline(t *testing.T) {
+	const writeTimeout = 200 * time.Millisecond
+	p := ws.NewPool(ws.PoolConfig{MaxSessions: 1, PingInterval: time.Hour, WriteTimeout: writeTimeout})
+	s := p.Acquire()
+	tr, cli := newTCPTransport(t)
+	h := nopHandler{closed: make(chan struct{})}
+	s.Start(tr, nil, h)
+
+	pong := func(payload string) {
+		t.Helper()
+		clientSend(t, cli, frame(fin|opPing, payload))
+		w := tr.nextWrite(t)
+		if w.op != ws.OpPong {
+			t.Fatalf("the session answered a ping with a %v frame", w.op)
+		}
+		switch left := w.deadline.Sub(w.at); {
+		case w.err != nil:
+			t.Fatalf("pong for %q: write failed: %v", payload, w.err)
+		case w.deadline.IsZero():
+			t.Errorf("pong for %q written without a write deadline, want one within %v", payload, writeTimeout)
+		case left <= 0 || left > writeTimeout:
+			t.Errorf("pong for %q written under a write deadline %v after the write began, want one within %v",
+				payload, left, writeTimeout)
+		}
+		if f := readServerFrame(t, cli); f.op != opPong || string(f.payload) != payload {
+			t.Fatalf("client got %v %q, want a pong with %q", f, f.payload, payload)
+		}
+	}
+
+	// Nothing was written yet: the socket has no write deadline.
+	pong("before any write")
+
+	// A publish sets a deadline for data; once it is past, a ping comes.
+	if !s.Send(ws.OpText, []byte("published")) {
+		t.Fatal("Send refused")
+	}
+	w := tr.nextWrite(t)
+	if w.op != ws.OpText || w.err != nil || w.deadline.IsZero() {
+		t.Fatalf("publish: %v frame written under deadline %v: %v", w.op, w.deadline, w.err)
+	}
+	if f := readServerFrame(t, cli); f.op != opText || string(f.payload) != "published" {
+		t.Fatalf("client got %v, want the publish", f)
+	}
+	time.Sleep(time.Until(w.deadline) + writeTimeout/4) // let the publish's deadline pass
+	pong("after the publish's deadline")
+
+	// The session still works: a publish goes out, and the close handshake ends it.
+	if !s.Send(ws.OpText, []byte("again")) {
+		t.Fatal("Send refused after the pongs")
+	}
+	if f := readServerFrame(t, cli); f.op != opText || string(f.payload) != "again" {
+		t.Fatalf("client got %v, want the second publish", f)
+	}
+	clientSend(t, cli, closeFrame(ws.CloseNormal, ""))
+	if f := readServerFrame(t, cli); closeCode(f) != ws.CloseNormal {
+		t.Fatalf("close handshake: client got %v", f)
+	}
+	waitClosed(t, h.closed, "the session did not end after the close handshake")
 }

@@ -461,25 +461,31 @@ func (ps *pipeSession) send(b []byte) {
 // readFrame reads the next frame the server sends.
 func (ps *pipeSession) readFrame() sframe {
 	ps.t.Helper()
-	_ = ps.client.SetReadDeadline(time.Now().Add(waitTimeout))
+	return readServerFrame(ps.t, ps.client)
+}
+
+// readServerFrame reads the next frame the server sends on the client end c, and no byte past it.
+func readServerFrame(tb testing.TB, c net.Conn) sframe {
+	tb.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
 	var buf []byte
 	tmp := make([]byte, 512)
 	for {
 		if f, n := parseFrame(buf); n > 0 {
 			if n != len(buf) {
-				ps.t.Fatalf("readFrame over-read") // cannot happen: reads stop at the frame's end
+				tb.Fatalf("readFrame over-read") // cannot happen: reads stop at the frame's end
 			}
 			if err := checkServerFrame(f); err != nil {
-				ps.t.Errorf("server frame %v: %v", f, err)
+				tb.Errorf("server frame %v: %v", f, err)
 			}
 			return f
 		}
 		// Read no further than the current frame: first its header, then its payload.
 		need := frameNeed(buf)
-		k, err := ps.client.Read(tmp[:min(need, len(tmp))])
+		k, err := c.Read(tmp[:min(need, len(tmp))])
 		buf = append(buf, tmp[:k]...)
 		if err != nil {
-			ps.t.Fatalf("client read after % x: %v", buf, err)
+			tb.Fatalf("client read after % x: %v", buf, err)
 		}
 	}
 }

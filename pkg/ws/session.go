@@ -28,7 +28,8 @@ var ErrInterrupted = conn.ErrInterrupted
 // SessionHandler receives a session's events. OnMessage runs on the session's goroutine; payload is
 // valid only during the call. A panic in any of the three is recovered (CONTRACT H17 for sessions):
 // it is reported to PoolConfig.OnPanic, a panic in OnOpen or OnMessage closes the session with 1011
-// (messages that arrive meanwhile are dropped), and the session's pool entry comes back as usual.
+// (messages that arrive meanwhile and sends still queued are dropped), and the session's pool entry
+// comes back as usual.
 type SessionHandler interface {
 	OnOpen(s *Session)
 	OnMessage(s *Session, op Opcode, payload []byte)
@@ -428,11 +429,14 @@ func (s *Session) onClose() {
 	s.handler.OnClose(s)
 }
 
-// closeFailed ends a session whose handler panicked: no more sends are queued, and close 1011
-// (internal error) goes out. It returns the deadline for the peer's close (CONTRACT W6).
+// closeFailed ends a session whose handler panicked: no more sends are queued, those already queued
+// are dropped, and close 1011 (internal error) goes out. It returns the deadline for the peer's close
+// (CONTRACT W6). A queued send would fail after the close and end the session at once, without the
+// peer's close.
 func (s *Session) closeFailed() time.Time {
 	s.mu.Lock()
 	s.closing = true
+	s.outbox[0] = s.outbox[0][:0]
 	s.mu.Unlock()
 	_ = s.conn.WriteClose(CloseInternalError, "")
 	return time.Now().Add(s.pool.cfg.CloseTimeout)

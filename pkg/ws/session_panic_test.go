@@ -2,6 +2,10 @@ package ws_test
 
 import (
 	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -151,6 +155,105 @@ func TestH17_SessionHandlerPanicRecovered(t *testing.T) {
 			}
 			for _, s := range got {
 				p.Release(s)
+			}
+		})
+	}
+}
+
+// publishThenPanic is a SessionHandler whose OnMessage, on any message, tells the test it runs, waits
+// until the test has queued a publish for the session, and panics.
+type publishThenPanic struct {
+	inHandler, published, closed chan struct{}
+}
+
+func (h *publishThenPanic) OnOpen(*ws.Session) {}
+
+func (h *publishThenPanic) OnMessage(*ws.Session, ws.Opcode, []byte) {
+	close(h.inHandler)
+	<-h.published
+	panic("OnMessage failed with a publish queued")
+}
+
+func (h *publishThenPanic) OnClose(*ws.Session) { close(h.closed) }
+
+// readUntilEOF reads what the server sends on the client end c until it closes the socket, and
+// returns the frames and when the end came.
+func readUntilEOF(tb testing.TB, c net.Conn) ([]sframe, time.Time) {
+	tb.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
+	b, err := io.ReadAll(c)
+	end := time.Now()
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			tb.Fatalf("the server did not close the socket within %v", waitTimeout)
+		}
+		tb.Fatalf("client read: %v", err)
+	}
+	frames, rest := parseFrames(b)
+	if len(rest) != 0 {
+		tb.Errorf("server output ends with a partial frame: % x", rest)
+	}
+	return frames, end
+}
+
+// TestW6_PanicStillClosesHandshake: after a handler panic, with a publish already queued for the
+// session, edged sends close 1011 once, drops the publish, and closes the socket only once the peer's
+// close has come, or the close timeout has passed since its own close (CONTRACT W6, H17).
+func TestW6_PanicStillClosesHandshake(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		peerCloses   bool
+		closeTimeout time.Duration
+	}{
+		// The peer answers: the session waits for its close, however long the close timeout.
+		{"PeerAnswers", true, 4 * waitTimeout},
+		// The peer stays silent: the session waits the close timeout, and no less.
+		{"PeerSilent", false, 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log panicLog
+			p := ws.NewPool(ws.PoolConfig{MaxSessions: 1, PingInterval: time.Hour, CloseTimeout: tc.closeTimeout, OnPanic: log.record})
+			s := p.Acquire()
+			tr, cli := newTCPTransport(t)
+			h := &publishThenPanic{inHandler: make(chan struct{}), published: make(chan struct{}), closed: make(chan struct{})}
+			s.Start(tr, nil, h)
+
+			msg := frame(fin|opText, "boom")
+			clientSend(t, cli, msg)
+			waitClosed(t, h.inHandler, "OnMessage did not run")
+			if !s.Send(ws.OpText, []byte("queued before the panic")) {
+				t.Fatal("Send refused while the session was open")
+			}
+			panicAt := time.Now()
+			close(h.published)
+
+			if f := readServerFrame(t, cli); closeCode(f) != ws.CloseInternalError {
+				t.Fatalf("after the panic the client got %v, want close 1011", f)
+			}
+			sent := len(msg)
+			if tc.peerCloses {
+				reply := closeFrame(ws.CloseInternalError, "")
+				clientSend(t, cli, reply)
+				sent += len(reply)
+			}
+			frames, end := readUntilEOF(t, cli)
+			if len(frames) != 0 {
+				t.Errorf("after its close 1011 the server sent %v", frames)
+			}
+			waitClosed(t, h.closed, "OnClose did not run")
+			waitClosed(t, tr.closed, "the transport was not closed")
+			if tc.peerCloses {
+				if got := tr.readAtClose.Load(); got != int64(sent) {
+					t.Errorf("the session closed its socket having read %d of the %d bytes the peer sent: it did not wait for the peer's close", got, sent)
+				}
+			} else if waited := end.Sub(panicAt); waited < tc.closeTimeout {
+				t.Errorf("the session closed its socket %v after the panic, before the close timeout of %v: it did not wait for the peer's close", waited, tc.closeTimeout)
+			}
+			if n := p.Panics(); n != 1 {
+				t.Errorf("Panics() = %d, want 1", n)
+			}
+			if values, _ := log.get(); len(values) != 1 {
+				t.Errorf("OnPanic got %v, want one panic", values)
 			}
 		})
 	}

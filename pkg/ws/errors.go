@@ -46,7 +46,7 @@ var (
 	ErrClosed = errors.New("ws: close frame already sent")
 	// ErrBufferedTooLarge is returned by Reset when the bytes read past the handshake do not fit.
 	ErrBufferedTooLarge = errors.New("ws: bytes after the handshake larger than the read buffer")
-	// ErrMessageTooLarge is returned by WriteMessage for a control payload over 125 bytes.
+	// ErrControlTooLarge is returned by WriteMessage for a control payload over 125 bytes.
 	ErrControlTooLarge = errors.New("ws: control frame payload larger than 125 bytes")
 
 	errLengthTopBit = &ProtocolError{CloseProtocolError, "64-bit frame length with the top bit set"}

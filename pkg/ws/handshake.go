@@ -95,7 +95,9 @@ func originAllowed(c *conn.Connection, opts *UpgradeOptions) bool {
 // Protocols, taken the stream over from c (conn.Connection.Unbind) and returns it with the bytes
 // already read past the request. A refused handshake has been answered (400, 403, 405 with Allow, 426
 // with Sec-WebSocket-Version: 13) and its *HandshakeError is returned: the handler then returns nil.
-// The stream keeps the HTTP deadlines; the session sets its own before reading or writing.
+// The stream returned is c's own, with whatever deadlines the HTTP exchange left on it; pkg/server
+// instead hands the socket to its UnboundHandler as a new stream with no deadline at all. Either way
+// the session sets its own deadlines before reading or writing.
 func Upgrade(c *conn.Connection, opts *UpgradeOptions) (conn.Stream, []byte, error) {
 	if err := Check(c, opts); err != nil {
 		return nil, nil, Refuse(c, err.(*HandshakeError))

@@ -337,10 +337,14 @@ func (c *Conn) streamErr(err error) error {
 }
 
 // WriteMessage sends one whole message as a single frame; op is OpText or OpBinary (or a control
-// opcode, whose payload must be at most 125 bytes). Safe for concurrent use (CONTRACT W8).
+// opcode, whose payload must be at most 125 bytes; a close payload must be valid, see
+// ErrInvalidClose). Safe for concurrent use (CONTRACT W8).
 func (c *Conn) WriteMessage(op Opcode, p []byte) error {
 	if op.IsControl() && len(p) > maxControl {
 		return ErrControlTooLarge
+	}
+	if op == OpClose && !validClosePayload(p) {
+		return ErrInvalidClose
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -360,15 +364,10 @@ func (c *Conn) WriteMessage(op Opcode, p []byte) error {
 func (c *Conn) WritePing(p []byte) error { return c.WriteMessage(OpPing, p) }
 
 // WriteClose sends a close frame with code and reason, once; later calls return nil without sending.
-// After it, the reader should read until the peer's close (a *CloseError) within a bounded time and
-// then end the session (CONTRACT W6).
+// An invalid code or a reason that is not UTF-8 is refused with ErrInvalidClose. After it, the reader
+// should read until the peer's close (a *CloseError) within a bounded time and then end the session
+// (CONTRACT W6).
 func (c *Conn) WriteClose(code int, reason string) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.closeSent {
-		return nil
-	}
-	c.closeSent = true
 	var p [maxControl]byte
 	binary.BigEndian.PutUint16(p[:], uint16(code))
 	// RFC 6455 5.5, 7.1.6: the reason is UTF-8 within 123 bytes; cut it at a character boundary.
@@ -380,7 +379,32 @@ func (c *Conn) WriteClose(code int, reason string) error {
 		reason = reason[:cut]
 	}
 	n := 2 + copy(p[2:], reason)
+	if code < 0 || code > 0xFFFF || !validClosePayload(p[:n]) {
+		return ErrInvalidClose
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closeSent {
+		return nil
+	}
+	c.closeSent = true
 	return c.writeControlLocked(OpClose, p[:n])
+}
+
+// validClosePayload reports whether p may go out as a close payload: empty, or a code a peer accepts
+// followed by a UTF-8 reason (RFC 6455 5.5.1, 7.4; the peer applies CONTRACT W4 and W6 to it).
+func validClosePayload(p []byte) bool {
+	switch len(p) {
+	case 0:
+		return true
+	case 1:
+		return false
+	}
+	if !validCloseCode(int(binary.BigEndian.Uint16(p))) {
+		return false
+	}
+	var u utf8State
+	return u.feed(p[2:]) && u.complete()
 }
 
 // CloseSent reports whether a close frame was sent.

@@ -634,6 +634,68 @@ func TestW6_WriteCloseReason(t *testing.T) {
 	}
 }
 
+// TestW6_InvalidCloseRefused: a close payload edged would send is checked as the peer checks it
+// (CONTRACT W6, RFC 6455 5.5.1, 7.4): a one-byte payload, a code no endpoint may send and a reason
+// that is not UTF-8 are refused with ErrInvalidClose, nothing is written, and the close does not
+// count as sent, so that a valid close still goes out.
+func TestW6_InvalidCloseRefused(t *testing.T) {
+	payload := func(code int, reason string) []byte {
+		return append(binary.BigEndian.AppendUint16(nil, uint16(code)), reason...)
+	}
+	viaMessage := func(p []byte) func(*ws.Conn) error {
+		return func(c *ws.Conn) error { return c.WriteMessage(ws.OpClose, p) }
+	}
+	viaClose := func(code int, reason string) func(*ws.Conn) error {
+		return func(c *ws.Conn) error { return c.WriteClose(code, reason) }
+	}
+	writes := map[string]func(*ws.Conn) error{"WriteMessage one byte": viaMessage([]byte{3})}
+	for _, code := range []int{0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535} {
+		writes[fmt.Sprintf("WriteMessage code %d", code)] = viaMessage(payload(code, ""))
+		writes[fmt.Sprintf("WriteClose code %d", code)] = viaClose(code, "")
+	}
+	for _, reason := range []string{"\xff", "ok\xe2\x82", "\xed\xa0\x80", "\xc0\xaf"} {
+		writes[fmt.Sprintf("WriteMessage reason %q", reason)] = viaMessage(payload(1000, reason))
+		writes[fmt.Sprintf("WriteClose reason %q", reason)] = viaClose(1000, reason)
+	}
+	for name, write := range writes {
+		t.Run(name, func(t *testing.T) {
+			c := ws.NewConn(ws.Config{})
+			s := &memStream{}
+			if err := c.Reset(s, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := write(c); !errors.Is(err, ws.ErrInvalidClose) {
+				t.Errorf("error %v, want ErrInvalidClose", err)
+			}
+			if len(s.out) != 0 || c.CloseSent() {
+				t.Fatalf("wrote % x (close sent: %v), want nothing", s.out, c.CloseSent())
+			}
+			if err := c.WriteMessage(ws.OpClose, payload(ws.CloseGoingAway, "é")); err != nil {
+				t.Fatalf("a valid close after the refused one: %v", err)
+			}
+			frames, rest := parseFrames(s.out)
+			if len(frames) != 1 || len(rest) != 0 || closeCode(frames[0]) != ws.CloseGoingAway {
+				t.Fatalf("server sent %v + % x, want one close 1001", frames, rest)
+			}
+			if err := checkServerFrame(frames[0]); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	// What a peer may send, edged may send too: no payload, a code alone, a code and a UTF-8 reason.
+	valid := [][]byte{nil, payload(1000, ""), payload(1003, "x"), payload(1007, ""), payload(1014, ""),
+		payload(3000, "é"), payload(4999, "")}
+	for _, p := range valid {
+		c := ws.NewConn(ws.Config{})
+		if err := c.Reset(&memStream{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WriteMessage(ws.OpClose, p); err != nil || !c.CloseSent() {
+			t.Errorf("WriteMessage(OpClose, % x) = %v, close sent %v; want it sent", p, err, c.CloseSent())
+		}
+	}
+}
+
 // TestFrames: Frames counts every frame header received, control frames included, and Reset clears it.
 func TestFrames(t *testing.T) {
 	c := ws.NewConn(ws.Config{})

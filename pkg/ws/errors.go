@@ -48,6 +48,10 @@ var (
 	ErrBufferedTooLarge = errors.New("ws: bytes after the handshake larger than the read buffer")
 	// ErrControlTooLarge is returned by WriteMessage for a control payload over 125 bytes.
 	ErrControlTooLarge = errors.New("ws: control frame payload larger than 125 bytes")
+	// ErrInvalidClose is returned by WriteMessage and WriteClose for a close payload a peer would
+	// fail the session for (RFC 6455 5.5.1, 7.4; CONTRACT W6): one byte, a code no endpoint may send,
+	// or a reason that is not UTF-8. The close is not sent and does not count as sent.
+	ErrInvalidClose = errors.New("ws: invalid close payload")
 
 	errLengthTopBit = &ProtocolError{CloseProtocolError, "64-bit frame length with the top bit set"}
 )

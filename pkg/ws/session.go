@@ -265,8 +265,14 @@ func (s *Session) requestClose(code int) {
 	}
 }
 
-// CloseWith closes the session with code from any goroutine (for example 1008 for a policy).
-func (s *Session) CloseWith(code int) { s.requestClose(code) }
+// CloseWith closes the session with code from any goroutine (for example 1008 for a policy). A code
+// a close frame may not carry (RFC 6455 7.4, see ErrInvalidClose) is replaced by 1011.
+func (s *Session) CloseWith(code int) {
+	if !validCloseCode(code) {
+		code = CloseInternalError
+	}
+	s.requestClose(code)
+}
 
 // forceClose makes the session goroutine end at once, without a close handshake.
 func (s *Session) forceClose() {

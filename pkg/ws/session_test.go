@@ -495,3 +495,21 @@ func TestW5_PongGetsFreshWriteDeadline(t *testing.T) {
 	}
 	waitClosed(t, h.closed, "the session did not end after the close handshake")
 }
+
+// TestW6_CloseWithInvalidCode: CloseWith with a code no close frame may carry still closes the
+// session with a close frame the peer accepts, 1011, instead of the invalid code (CONTRACT W6).
+func TestW6_CloseWithInvalidCode(t *testing.T) {
+	for _, code := range []int{0, 1005, 1006, 2000, 70000} {
+		p := ws.NewPool(ws.PoolConfig{MaxSessions: 1, PingInterval: time.Hour})
+		s := p.Acquire()
+		tr := newChanTransport()
+		h := nopHandler{closed: make(chan struct{})}
+		s.Start(tr, nil, h)
+		s.CloseWith(code)
+		if op, payload := tr.waitFrame(t); op != ws.OpClose || len(payload) != 2 || binary.BigEndian.Uint16(payload) != ws.CloseInternalError {
+			t.Fatalf("CloseWith(%d): the session sent %v % x, want close 1011", code, op, payload)
+		}
+		tr.in <- maskedClose(ws.CloseInternalError)
+		waitClosed(t, h.closed, "the session did not end after the close handshake")
+	}
+}

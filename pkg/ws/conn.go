@@ -90,6 +90,9 @@ type Conn struct {
 	pong      [maxControl]byte
 	closeSent bool
 	wdl       time.Time // the deadline of data writes, set by SetWriteDeadline
+	// werr is the error of the first write that failed: part of that frame may be on the wire, so
+	// nothing more is written and every later write returns it.
+	werr error
 }
 
 // NewConn allocates a Conn and its buffers (CONTRACT W9: sessions' buffers are preallocated).
@@ -115,7 +118,7 @@ func (c *Conn) Reset(s conn.Stream, buffered []byte) error {
 	c.frRemain, c.inFrame, c.maskPos, c.ctrlLen = 0, false, 0, 0
 	c.utf8 = utf8State{}
 	c.closeRecv, c.closeSent = false, false
-	c.wdl = time.Time{}
+	c.wdl, c.werr = time.Time{}, nil
 	c.frames.Store(0)
 	return nil
 }
@@ -129,9 +132,10 @@ func (c *Conn) Stream() conn.Stream { return c.s }
 // ReadMessage returns the next whole message: its opcode (OpText or OpBinary) and its payload, valid
 // until the next ReadMessage. Control frames are handled on the way: a ping is answered with a pong
 // carrying its payload, a pong is ignored, a close is answered and ends the session with a *CloseError
-// (CONTRACT W5, W6). A violation sends the matching close code and returns a *ProtocolError. A stream
-// error (a deadline, EOF) is returned as is, and ReadMessage may be called again after a deadline
-// error: its state survives.
+// (CONTRACT W5, W6). A violation sends the matching close code and returns a *ProtocolError; a pong
+// that cannot be written ends the session with a *WriteError. A stream error of the read (a
+// deadline, EOF) is returned as is, and ReadMessage may be called again after a deadline error: its
+// state survives.
 func (c *Conn) ReadMessage() (Opcode, []byte, error) {
 	if c.returned {
 		c.msgLen, c.msgOp, c.returned = 0, 0, false
@@ -256,7 +260,11 @@ func (c *Conn) control() error {
 			return nil
 		}
 		n := copy(c.pong[:], p)
-		return c.writeControlLocked(OpPong, c.pong[:n])
+		if err := c.writeControlLocked(OpPong, c.pong[:n]); err != nil {
+			c.closeRecv = true // nothing more is read from a session that cannot write
+			return &WriteError{Op: OpPong, Err: err}
+		}
+		return nil
 	case OpPong:
 		return nil
 	}
@@ -433,17 +441,23 @@ func (c *Conn) writeControlLocked(op Opcode, p []byte) error {
 	return err
 }
 
-// writeFrameLocked writes one unmasked final frame (servers do not mask, RFC 6455 5.1).
+// writeFrameLocked writes one unmasked final frame (servers do not mask, RFC 6455 5.1). After a write
+// failed it writes nothing and returns that failure: a frame after a partial one would corrupt the
+// stream.
 func (c *Conn) writeFrameLocked(op Opcode, p []byte) error {
+	if c.werr != nil {
+		return c.werr
+	}
 	n := PutHeader(c.wbuf, Header{Fin: true, Op: op, Length: int64(len(p))})
 	k := copy(c.wbuf[n:], p)
-	if err := writeAll(c.s, c.wbuf[:n+k]); err != nil {
-		return err
+	err := writeAll(c.s, c.wbuf[:n+k])
+	if err == nil && k < len(p) {
+		err = writeAll(c.s, p[k:])
 	}
-	if k < len(p) {
-		return writeAll(c.s, p[k:])
+	if err != nil {
+		c.werr = err
 	}
-	return nil
+	return err
 }
 
 func writeAll(s conn.Stream, p []byte) error {

@@ -480,6 +480,57 @@ func TestW5_UnsolicitedPongIgnored(t *testing.T) {
 	})
 }
 
+// stallingStream is a memStream whose writes stop, like a socket whose peer does not read: once
+// room bytes went out, a write writes what still fits and fails with a write timeout.
+type stallingStream struct {
+	*memStream
+	room int
+}
+
+func (s *stallingStream) Write(p []byte) (int, error) {
+	n := min(len(p), s.room)
+	s.room -= n
+	_, _ = s.memStream.Write(p[:n])
+	if n < len(p) {
+		return n, os.ErrDeadlineExceeded
+	}
+	return n, nil
+}
+
+// TestW5_PongWriteFailure: a pong that fails half-way is reported by ReadMessage as a *ws.WriteError,
+// not as the read deadline it would otherwise look like (after which ReadMessage goes on), and the
+// Conn writes nothing after the partial frame: not the next pong, not a message, not a close
+// (CONTRACT W5).
+func TestW5_PongWriteFailure(t *testing.T) {
+	in := join(frame(fin|opPing, "first"), frame(fin|opPing, "second"), frame(fin|opText, "after"))
+	c := ws.NewConn(ws.Config{})
+	const room = 4 // the pong's header and two bytes of its payload
+	s := &stallingStream{memStream: &memStream{in: in}, room: room}
+	if err := c.Reset(s, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := c.ReadMessage()
+	var we *ws.WriteError
+	if !errors.As(err, &we) || we.Op != ws.OpPong || !errors.Is(we.Err, os.ErrDeadlineExceeded) {
+		t.Fatalf("ReadMessage error %v (%T), want a *ws.WriteError for the pong with the write timeout", err, err)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("ReadMessage error %v passes for a read deadline", err)
+	}
+	s.room = 1 << 20 // the socket drains: whatever is written now goes out
+	if _, _, err := c.ReadMessage(); err == nil {
+		t.Errorf("ReadMessage after the failed pong returned a message")
+	}
+	if err := c.WriteMessage(ws.OpText, []byte("late")); err == nil {
+		t.Errorf("WriteMessage after a failed write succeeded")
+	}
+	_ = c.WriteClose(ws.CloseNormal, "")
+	want := cframe{b0: fin | opPong, payload: []byte("first"), unmasked: true}.bytes()[:room]
+	if !bytes.Equal(s.out, want) {
+		t.Fatalf("server wrote % x, want only the partial pong % x", s.out, want)
+	}
+}
+
 func TestW6_CloseEchoed(t *testing.T) {
 	in := join(frame(fin|opText, "before"), closeFrame(1000, "bye"), frame(fin|opText, "after the close"))
 	eachDelivery(t, ws.Config{}, in, func(t *testing.T, o outcome) {

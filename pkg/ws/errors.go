@@ -40,6 +40,20 @@ func (e *ProtocolError) Error() string {
 	return "ws: " + e.Msg + " (close " + strconv.Itoa(e.Code) + ")"
 }
 
+// WriteError is returned by ReadMessage when a frame it had to send on the way, a pong, could not be
+// written (CONTRACT W5). Part of the frame may be on the wire: the Conn writes nothing more (every
+// later write returns the stream's error) and the session must end. Err is the stream's error, kept
+// for logs; WriteError does not unwrap to it, so that a write timeout is not taken for a read
+// deadline, after which ReadMessage may be called again.
+type WriteError struct {
+	Op  Opcode
+	Err error
+}
+
+func (e *WriteError) Error() string {
+	return "ws: writing a " + e.Op.String() + " frame failed: " + e.Err.Error()
+}
+
 // Sentinel errors.
 var (
 	// ErrClosed is returned by writes after a close frame was sent.

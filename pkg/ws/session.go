@@ -304,7 +304,11 @@ func (s *Session) run(resetErr error) {
 		failed = !s.onOpen()
 	)
 	if failed {
-		closeUntil = s.closeFailed()
+		if s.closeFailed() != nil {
+			s.end()
+			return
+		}
+		closeUntil = time.Now().Add(p.cfg.CloseTimeout)
 	}
 loop:
 	for {
@@ -333,7 +337,10 @@ loop:
 			p.msgsIn.Add(1)
 			if !failed && !s.onMessage(op, msg) {
 				failed = true
-				closeUntil = s.closeFailed()
+				if s.closeFailed() != nil {
+					break loop
+				}
+				closeUntil = time.Now().Add(p.cfg.CloseTimeout)
 			}
 		case errors.Is(err, ErrInterrupted):
 			code, force := s.flush()
@@ -341,7 +348,9 @@ loop:
 				break loop
 			}
 			if code != 0 && closeUntil.IsZero() {
-				_ = c.WriteClose(code, "")
+				if c.WriteClose(code, "") != nil {
+					break loop // the close may be partly on the wire: nothing more can follow it
+				}
 				closeUntil = time.Now().Add(p.cfg.CloseTimeout)
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -359,7 +368,9 @@ loop:
 				break loop
 			}
 		default:
-			break loop // closed by the peer, a protocol error, or the socket failed
+			// Closed by the peer, a protocol error, or the socket failed; a *WriteError (a pong that
+			// could not go out) among them.
+			break loop
 		}
 	}
 	s.end()
@@ -436,16 +447,15 @@ func (s *Session) onClose() {
 }
 
 // closeFailed ends a session whose handler panicked: no more sends are queued, those already queued
-// are dropped, and close 1011 (internal error) goes out. It returns the deadline for the peer's close
+// are dropped, and close 1011 (internal error) goes out; the session then waits for the peer's close
 // (CONTRACT W6). A queued send would fail after the close and end the session at once, without the
-// peer's close.
-func (s *Session) closeFailed() time.Time {
+// peer's close. An error means the close could not be written: the session must end at once.
+func (s *Session) closeFailed() error {
 	s.mu.Lock()
 	s.closing = true
 	s.outbox[0] = s.outbox[0][:0]
 	s.mu.Unlock()
-	_ = s.conn.WriteClose(CloseInternalError, "")
-	return time.Now().Add(s.pool.cfg.CloseTimeout)
+	return s.conn.WriteClose(CloseInternalError, "")
 }
 
 // panicked reports a recovered handler panic.

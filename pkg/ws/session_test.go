@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -512,4 +513,111 @@ func TestW6_CloseWithInvalidCode(t *testing.T) {
 		tr.in <- maskedClose(ws.CloseInternalError)
 		waitClosed(t, h.closed, "the session did not end after the close handshake")
 	}
+}
+
+// TestW5_PongWriteFailureEndsSession: a peer that sends pings but never reads fills the socket until
+// a pong cannot be written within the write timeout. That pong may be partly on the wire: the session
+// must end at once, writing nothing more (a later frame would follow half a pong), instead of taking
+// the write timeout for a read deadline and reading on (CONTRACT W5).
+func TestW5_PongWriteFailureEndsSession(t *testing.T) {
+	const writeTimeout = 200 * time.Millisecond
+	p := ws.NewPool(ws.PoolConfig{MaxSessions: 1, PingInterval: time.Hour, CloseTimeout: time.Hour, WriteTimeout: writeTimeout})
+	s := p.Acquire()
+	tr, cli := newTCPTransport(t)
+	// Small buffers on the way back, so that unread pongs soon fill them.
+	if err := tr.c.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	h := nopHandler{closed: make(chan struct{})}
+	s.Start(tr, nil, h)
+
+	stop := make(chan struct{})
+	pinger := make(chan struct{})
+	go func() {
+		defer close(pinger)
+		ping := frame(fin|opPing, strings.Repeat("p", 125))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = cli.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if _, err := cli.Write(ping); err != nil {
+				return // the session stopped reading, or closed the socket
+			}
+		}
+	}()
+	defer func() { close(stop); <-pinger }()
+
+	var failed tcpWrite
+	for pongs := 0; failed.err == nil; pongs++ {
+		w := tr.nextWrite(t)
+		if w.op != ws.OpPong {
+			t.Fatalf("the session wrote a %v frame after %d pongs, want only pongs", w.op, pongs)
+		}
+		failed = w
+	}
+	if !errors.Is(failed.err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the pong write failed with %v, want a write timeout", failed.err)
+	}
+	select {
+	case <-tr.closed:
+	case w := <-tr.wrote:
+		t.Fatalf("after a pong write failed (%v) the session wrote a %v frame (error %v) into the same stream", failed.err, w.op, w.err)
+	case <-time.After(waitTimeout):
+		t.Fatalf("the session kept its socket open %v after a pong write failed (%v)", waitTimeout, failed.err)
+	}
+	waitClosed(t, h.closed, "OnClose did not run")
+	select {
+	case w := <-tr.wrote:
+		t.Errorf("after a pong write failed the session wrote a %v frame (error %v)", w.op, w.err)
+	default:
+	}
+}
+
+// TestW10_IdlePeerPingedThenClosed: a read deadline is still what it was: an idle peer is pinged
+// after an interval, stays connected as long as it answers, and is closed one interval after a ping
+// it does not answer (CONTRACT W10).
+func TestW10_IdlePeerPingedThenClosed(t *testing.T) {
+	const interval = 150 * time.Millisecond
+	p := ws.NewPool(ws.PoolConfig{MaxSessions: 1, PingInterval: interval, CloseTimeout: interval})
+	s := p.Acquire()
+	tr, cli := newTCPTransport(t)
+	h := nopHandler{closed: make(chan struct{})}
+	start := time.Now()
+	s.Start(tr, nil, h)
+	for i := range 3 {
+		f := readServerFrame(t, cli)
+		if f.op != opPing {
+			t.Fatalf("ping %d: an idle peer got %v, want a ping", i, f)
+		}
+		if waited := time.Since(start); waited < interval {
+			t.Fatalf("ping %d came %v after the last frame, before the interval of %v", i, waited, interval)
+		}
+		select {
+		case <-h.closed:
+			t.Fatalf("the session ended although its peer answered every ping")
+		default:
+		}
+		start = time.Now()
+		clientSend(t, cli, cframe{b0: fin | opPong, payload: f.payload}.bytes())
+	}
+	if f := readServerFrame(t, cli); f.op != opPing {
+		t.Fatalf("an idle peer got %v, want a ping", f)
+	}
+	pinged := time.Now()
+	frames, end := readUntilEOF(t, cli)
+	if waited := end.Sub(pinged); waited < interval*3/4 {
+		t.Errorf("the session closed %v after an unanswered ping, before the interval of %v", waited, interval)
+	}
+	for _, f := range frames {
+		if f.op != opClose {
+			t.Errorf("after the unanswered ping the session sent %v", f)
+		}
+	}
+	waitClosed(t, h.closed, "OnClose did not run")
 }

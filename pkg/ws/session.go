@@ -340,7 +340,11 @@ loop:
 				if s.closeFailed() != nil {
 					break loop
 				}
-				closeUntil = time.Now().Add(p.cfg.CloseTimeout)
+				// The first close sent sets the wait for the peer's (CONTRACT W6): when one went out
+				// before the panic, closeFailed sent none and the wait goes on as it was.
+				if closeUntil.IsZero() {
+					closeUntil = time.Now().Add(p.cfg.CloseTimeout)
+				}
 			}
 		case errors.Is(err, ErrInterrupted):
 			code, force := s.flush()

@@ -258,3 +258,39 @@ func TestW6_PanicStillClosesHandshake(t *testing.T) {
 		})
 	}
 }
+
+// TestW6_PanicDuringCloseWaitKeepsDeadline: when a handler panics on a message that arrives while the
+// session waits for the answer to its close (here 1008), the wait still ends one close timeout after
+// that first close, not one close timeout after the panic, and no second close (1011) goes out
+// (CONTRACT W6, H17).
+func TestW6_PanicDuringCloseWaitKeepsDeadline(t *testing.T) {
+	const closeTimeout = time.Second
+	var log panicLog
+	p := ws.NewPool(ws.PoolConfig{MaxSessions: 1, PingInterval: time.Hour, CloseTimeout: closeTimeout, OnPanic: log.record})
+	s := p.Acquire()
+	tr, cli := newTCPTransport(t)
+	h := &panicky{closed: make(chan struct{})}
+	s.Start(tr, nil, h)
+
+	closedAt := time.Now()
+	s.CloseWith(ws.ClosePolicyViolation)
+	if f := readServerFrame(t, cli); closeCode(f) != ws.ClosePolicyViolation {
+		t.Fatalf("the client got %v, want close 1008", f)
+	}
+	// Late in the wait, a message the handler panics on.
+	time.Sleep(time.Until(closedAt.Add(closeTimeout * 6 / 10)))
+	clientSend(t, cli, frame(fin|opText, "panic"))
+	frames, end := readUntilEOF(t, cli)
+	if len(frames) != 0 {
+		t.Errorf("after its close 1008 the server sent %v", frames)
+	}
+	waitClosed(t, h.closed, "OnClose did not run")
+	if n := p.Panics(); n != 1 {
+		t.Fatalf("Panics() = %d, want 1: the message did not reach the handler", n)
+	}
+	if waited := end.Sub(closedAt); waited > closeTimeout*13/10 {
+		t.Errorf("the session closed its socket %v after its close 1008, want about the close timeout of %v: the panic restarted the wait", waited, closeTimeout)
+	} else if waited < closeTimeout {
+		t.Errorf("the session closed its socket %v after its close 1008, before the close timeout of %v", waited, closeTimeout)
+	}
+}

@@ -93,6 +93,10 @@ type Conn struct {
 	// werr is the error of the first write that failed: part of that frame may be on the wire, so
 	// nothing more is written and every later write returns it.
 	werr error
+
+	// onCloseSent, when set (by the Session that owns c), runs under wmu when c is about to send a
+	// close frame, whoever asked for it: before the frame can reach the peer. It must not write.
+	onCloseSent func()
 }
 
 // NewConn allocates a Conn and its buffers (CONTRACT W9: sessions' buffers are preallocated).
@@ -292,7 +296,7 @@ func (c *Conn) control() error {
 	}
 	c.wmu.Lock()
 	if !c.closeSent {
-		c.closeSent = true
+		c.markCloseSentLocked()
 		var b [2]byte
 		binary.BigEndian.PutUint16(b[:], uint16(reply))
 		_ = c.writeControlLocked(OpClose, b[:])
@@ -346,7 +350,8 @@ func (c *Conn) streamErr(err error) error {
 
 // WriteMessage sends one whole message as a single frame; op is OpText or OpBinary (or a control
 // opcode, whose payload must be at most 125 bytes; a close payload must be valid, see
-// ErrInvalidClose). Safe for concurrent use (CONTRACT W8).
+// ErrInvalidClose). After a close frame it returns ErrClosed, after a write that failed that write's
+// error, and sends nothing. Safe for concurrent use (CONTRACT W8).
 func (c *Conn) WriteMessage(op Opcode, p []byte) error {
 	if op.IsControl() && len(p) > maxControl {
 		return ErrControlTooLarge
@@ -356,25 +361,26 @@ func (c *Conn) WriteMessage(op Opcode, p []byte) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.closeSent {
+	switch {
+	case c.werr != nil:
+		return c.werr
+	case c.closeSent:
 		return ErrClosed
+	case !op.IsControl():
+		return c.writeFrameLocked(op, p)
+	case op == OpClose:
+		c.markCloseSentLocked()
 	}
-	if op == OpClose {
-		c.closeSent = true
-	}
-	if op.IsControl() {
-		return c.writeControlLocked(op, p)
-	}
-	return c.writeFrameLocked(op, p)
+	return c.writeControlLocked(op, p)
 }
 
 // WritePing sends a ping with payload p (at most 125 bytes).
 func (c *Conn) WritePing(p []byte) error { return c.WriteMessage(OpPing, p) }
 
-// WriteClose sends a close frame with code and reason, once; later calls return nil without sending.
-// An invalid code or a reason that is not UTF-8 is refused with ErrInvalidClose. After it, the reader
-// should read until the peer's close (a *CloseError) within a bounded time and then end the session
-// (CONTRACT W6).
+// WriteClose sends a close frame with code and reason, once; later calls return nil without sending
+// (or the error of a write that failed, after which nothing is sent). An invalid code or a reason
+// that is not UTF-8 is refused with ErrInvalidClose. After it, the reader should read until the
+// peer's close (a *CloseError) within a bounded time and then end the session (CONTRACT W6).
 func (c *Conn) WriteClose(code int, reason string) error {
 	var p [maxControl]byte
 	binary.BigEndian.PutUint16(p[:], uint16(code))
@@ -392,11 +398,19 @@ func (c *Conn) WriteClose(code int, reason string) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.closeSent {
-		return nil
+	if c.werr != nil || c.closeSent {
+		return c.werr
 	}
-	c.closeSent = true
+	c.markCloseSentLocked()
 	return c.writeControlLocked(OpClose, p[:n])
+}
+
+// markCloseSentLocked records that a close frame is about to go out and tells c's owner.
+func (c *Conn) markCloseSentLocked() {
+	c.closeSent = true
+	if c.onCloseSent != nil {
+		c.onCloseSent()
+	}
 }
 
 // validClosePayload reports whether p may go out as a close payload: empty, or a code a peer accepts
@@ -420,6 +434,13 @@ func (c *Conn) CloseSent() bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	return c.closeSent
+}
+
+// writeState reports whether a close frame was sent and the error of a failed write, if any.
+func (c *Conn) writeState() (closeSent bool, werr error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.closeSent, c.werr
 }
 
 // SetWriteDeadline sets the deadline of the data writes that follow; it waits for a write in

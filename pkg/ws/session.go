@@ -118,6 +118,7 @@ func NewPool(cfg PoolConfig) *Pool {
 	p := &Pool{cfg: cfg, free: make(chan *Session, cfg.MaxSessions)}
 	for i := 0; i < cfg.MaxSessions; i++ {
 		s := &Session{pool: p, id: i, conn: NewConn(cfg.Conn)}
+		s.conn.onCloseSent = s.closeSent
 		s.outbox[0] = make([]byte, 0, outboxSize(cfg.Conn))
 		s.outbox[1] = make([]byte, 0, outboxSize(cfg.Conn))
 		p.all = append(p.all, s)
@@ -351,11 +352,18 @@ loop:
 			if force {
 				break loop
 			}
-			if code != 0 && closeUntil.IsZero() {
-				if c.WriteClose(code, "") != nil {
+			if closeUntil.IsZero() {
+				if code != 0 && c.WriteClose(code, "") != nil {
 					break loop // the close may be partly on the wire: nothing more can follow it
 				}
-				closeUntil = time.Now().Add(p.cfg.CloseTimeout)
+				// A close went out: the session's, or one the handler sent itself through Conn
+				// (closeSent interrupted the read for it). Wait for the peer's (CONTRACT W6).
+				switch sent, werr := c.writeState(); {
+				case werr != nil:
+					break loop // the handler's close or message failed: nothing more can be sent
+				case sent:
+					closeUntil = time.Now().Add(p.cfg.CloseTimeout)
+				}
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if !closeUntil.IsZero() {
@@ -398,12 +406,30 @@ func (s *Session) flush() (code int, force bool) {
 		op := Opcode(q[0])
 		n := int(binary.BigEndian.Uint32(q[1:]))
 		if err := s.conn.WriteMessage(op, q[frameRecord:frameRecord+n]); err != nil {
-			return code, true
+			// ErrClosed: the handler sent a close itself meanwhile; what is left is dropped and
+			// the close handshake goes on. Any other error: the write failed.
+			return code, !errors.Is(err, ErrClosed)
 		}
 		s.pool.msgsOut.Add(1)
 		q = q[frameRecord+n:]
 	}
 	return code, false
+}
+
+// closeSent puts the session in its closing state once a close frame went out, whoever sent it: the
+// handler may send one itself through Conn, from any goroutine. Sends are refused from then on,
+// those queued are dropped, and the session goroutine is woken to wait for the peer's close within
+// the close timeout, as after its own closes (CONTRACT W6). It runs under the Conn's write lock,
+// before the close is written, so that no send is accepted once the peer can see the close; nothing
+// takes the write lock while holding s.mu.
+func (s *Session) closeSent() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.t != nil && !s.closing {
+		s.closing = true
+		s.outbox[0] = s.outbox[0][:0]
+		s.t.Interrupt()
+	}
 }
 
 // SendNow writes a message from the session's own goroutine (an echo reply), under the write timeout.

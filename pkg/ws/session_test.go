@@ -621,3 +621,83 @@ func TestW10_IdlePeerPingedThenClosed(t *testing.T) {
 	}
 	waitClosed(t, h.closed, "OnClose did not run")
 }
+
+// closesItself is a SessionHandler that sends a close itself, through the session's Conn, on the
+// message "bye".
+type closesItself struct{ closed chan struct{} }
+
+func (closesItself) OnOpen(*ws.Session) {}
+
+func (closesItself) OnMessage(s *ws.Session, _ ws.Opcode, p []byte) {
+	if string(p) == "bye" {
+		_ = s.Conn().WriteClose(ws.CloseNormal, "bye")
+	}
+}
+
+func (h closesItself) OnClose(*ws.Session) { close(h.closed) }
+
+// TestW6_HandlerCloseWaitsForPeer: a close the handler sends itself through Conn().WriteClose, from
+// OnMessage or from another goroutine, puts the session in the state of its own closes: publishes
+// are refused from then on, and the session waits for the peer's close, within the close timeout,
+// before it closes the socket (CONTRACT W6).
+func TestW6_HandlerCloseWaitsForPeer(t *testing.T) {
+	const closeTimeout = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name        string
+		fromHandler bool // else from the test's goroutine, as a publisher would
+		peerCloses  bool
+		publish     bool // a publish comes after the close
+	}{
+		{"OnMessage/PeerAnswers", true, true, true},
+		{"OnMessage/PeerSilent", true, false, true},
+		{"OtherGoroutine/PeerAnswers", false, true, true},
+		{"OtherGoroutine/PeerSilent", false, false, true},
+		{"OtherGoroutine/PeerSilentNoPublish", false, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			timeout := closeTimeout
+			if tc.peerCloses {
+				timeout = 4 * waitTimeout // the session must wait for the peer, however long that takes
+			}
+			p := ws.NewPool(ws.PoolConfig{MaxSessions: 1, PingInterval: time.Hour, CloseTimeout: timeout})
+			s := p.Acquire()
+			tr, cli := newTCPTransport(t)
+			h := closesItself{closed: make(chan struct{})}
+			s.Start(tr, nil, h)
+
+			var sent int
+			start := time.Now()
+			if tc.fromHandler {
+				msg := frame(fin|opText, "bye")
+				clientSend(t, cli, msg)
+				sent += len(msg)
+			} else if err := s.Conn().WriteClose(ws.CloseNormal, "bye"); err != nil {
+				t.Fatal(err)
+			}
+			if f := readServerFrame(t, cli); closeCode(f) != ws.CloseNormal {
+				t.Fatalf("the client got %v, want the handler's close 1000", f)
+			}
+			if tc.publish && s.Send(ws.OpText, []byte("published after the close")) {
+				t.Errorf("Send accepted a publish after the handler's close")
+			}
+			if tc.peerCloses {
+				reply := closeFrame(ws.CloseNormal, "")
+				clientSend(t, cli, reply)
+				sent += len(reply)
+			}
+			frames, end := readUntilEOF(t, cli)
+			if len(frames) != 0 {
+				t.Errorf("after the handler's close the server sent %v", frames)
+			}
+			waitClosed(t, h.closed, "OnClose did not run")
+			waitClosed(t, tr.closed, "the transport was not closed")
+			if tc.peerCloses {
+				if got := tr.readAtClose.Load(); got != int64(sent) {
+					t.Errorf("the session closed its socket having read %d of the %d bytes the peer sent: it did not wait for the peer's close", got, sent)
+				}
+			} else if waited := end.Sub(start); waited < closeTimeout || waited > closeTimeout+2*time.Second {
+				t.Errorf("the session closed its socket %v after the handler's close, want the close timeout of %v", waited, closeTimeout)
+			}
+		})
+	}
+}

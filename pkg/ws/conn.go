@@ -112,19 +112,37 @@ func NewConn(cfg Config) *Conn {
 
 // Reset binds c to a stream whose handshake is done; buffered holds bytes already read past the
 // handshake (the start of the first frame). Reset must not run concurrently with any other method.
+// When buffered does not fit the read buffer, Reset returns ErrBufferedTooLarge with c bound to s
+// and nothing buffered: the stream's place in the frames is lost, so nothing can be read, but a close
+// can still be sent.
 func (c *Conn) Reset(s conn.Stream, buffered []byte) error {
+	var err error
 	if len(buffered) > len(c.rbuf) {
-		return ErrBufferedTooLarge
+		buffered, err = nil, ErrBufferedTooLarge
 	}
 	c.s = s
 	c.r, c.w = 0, copy(c.rbuf, buffered)
 	c.msgLen, c.msgOp, c.returned = 0, 0, false
 	c.frRemain, c.inFrame, c.maskPos, c.ctrlLen = 0, false, 0, 0
 	c.utf8 = utf8State{}
-	c.closeRecv, c.closeSent = false, false
+	// Nothing can be read from a stream whose start was dropped.
+	c.closeRecv, c.closeSent = err != nil, false
 	c.wdl, c.werr = time.Time{}, nil
 	c.frames.Store(0)
-	return nil
+	return err
+}
+
+// discard reads and drops what the peer sends until the stream ends or fails, or deadline passes; it
+// returns the error that ended it (ErrInterrupted included). For a stream where no frame boundary is
+// known any more, after a close was sent: the close is not lost to a reset caused by unread bytes.
+func (c *Conn) discard(deadline time.Time) error {
+	c.s.SetReadDeadline(deadline)
+	for {
+		n, err := c.s.Read(c.rbuf)
+		if n == 0 {
+			return c.streamErr(err)
+		}
+	}
 }
 
 // Frames returns the number of frames received since Reset, control frames included.

@@ -1220,9 +1220,25 @@ func TestResetBuffered(t *testing.T) {
 			t.Fatalf("buffered %d bytes: server sent % x, want a pong", cut, s.out)
 		}
 	}
+	// Too much: Reset refuses the bytes but binds the stream, so that a close still reaches the peer,
+	// and nothing is read from a stream whose frame boundaries are lost.
 	c := ws.NewConn(ws.Config{ReadBufferSize: 64})
-	if err := c.Reset(&memStream{}, make([]byte, 65)); !errors.Is(err, ws.ErrBufferedTooLarge) {
+	if err := c.Reset(&memStream{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.WriteClose(ws.CloseNormal, "") // the previous session ended with a close
+	s := &memStream{in: frame(fin|opText, "rest of the stream")}
+	if err := c.Reset(s, make([]byte, 65)); !errors.Is(err, ws.ErrBufferedTooLarge) {
 		t.Errorf("Reset with 65 buffered bytes and a 64-byte buffer = %v, want ErrBufferedTooLarge", err)
+	}
+	if op, p, err := c.ReadMessage(); err == nil {
+		t.Errorf("ReadMessage after a refused Reset returned %v %q", op, p)
+	}
+	if err := c.WriteClose(ws.CloseTooBig, ""); err != nil {
+		t.Fatalf("WriteClose after a refused Reset: %v", err)
+	}
+	if frames, _ := parseFrames(s.out); len(frames) != 1 || closeCode(frames[0]) != ws.CloseTooBig {
+		t.Errorf("after a refused Reset the stream got %v, want close 1009", frames)
 	}
 }
 

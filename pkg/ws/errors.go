@@ -58,7 +58,8 @@ func (e *WriteError) Error() string {
 var (
 	// ErrClosed is returned by writes after a close frame was sent.
 	ErrClosed = errors.New("ws: close frame already sent")
-	// ErrBufferedTooLarge is returned by Reset when the bytes read past the handshake do not fit.
+	// ErrBufferedTooLarge is returned by Reset when the bytes read past the handshake do not fit the
+	// read buffer; the Conn can still send a close (Session sends 1009).
 	ErrBufferedTooLarge = errors.New("ws: bytes after the handshake larger than the read buffer")
 	// ErrControlTooLarge is returned by WriteMessage for a control payload over 125 bytes.
 	ErrControlTooLarge = errors.New("ws: control frame payload larger than 125 bytes")

@@ -26,10 +26,12 @@ type Transport interface {
 var ErrInterrupted = conn.ErrInterrupted
 
 // SessionHandler receives a session's events. OnMessage runs on the session's goroutine; payload is
-// valid only during the call. A panic in any of the three is recovered (CONTRACT H17 for sessions):
-// it is reported to PoolConfig.OnPanic, a panic in OnOpen or OnMessage closes the session with 1011
-// (messages that arrive meanwhile and sends still queued are dropped), and the session's pool entry
-// comes back as usual.
+// valid only during the call. OnClose runs once for every OnOpen, after it (also when OnOpen
+// panicked); a session that never opens (Start could not take the bytes read past the handshake: the
+// peer gets close 1009) gets neither. A panic in any of the three is recovered (CONTRACT H17 for
+// sessions): it is reported to PoolConfig.OnPanic, a panic in OnOpen or OnMessage closes the session
+// with 1011 (messages that arrive meanwhile and sends still queued are dropped), and the session's
+// pool entry comes back as usual.
 type SessionHandler interface {
 	OnOpen(s *Session)
 	OnMessage(s *Session, op Opcode, payload []byte)
@@ -210,13 +212,19 @@ func (s *Session) ID() int { return s.id }
 func (s *Session) Conn() *Conn { return s.conn }
 
 // Start runs the session over t on a goroutine of its own; buffered holds the bytes already read past
-// the handshake. It returns at once.
+// the handshake. It returns at once. When buffered is larger than the read buffer (Config.
+// ReadBufferSize), the session does not open: h gets no event, the peer gets close 1009 and the
+// socket closes once the peer closes its side, or after the close timeout (CONTRACT W6).
 func (s *Session) Start(t Transport, buffered []byte, h SessionHandler) {
 	p := s.pool
 	// buffered belongs to the HTTP worker and is reused once Start returns: copy it now.
 	err := s.conn.Reset(t, buffered)
+	if err != nil {
+		h = nil // the session never opens (refuse): the handler gets no event
+	}
 	s.mu.Lock()
-	s.t, s.handler, s.closeCode, s.closing, s.force = t, h, 0, false, false
+	// A session that does not open is closing from the start: it takes no sends.
+	s.t, s.handler, s.closeCode, s.closing, s.force = t, h, 0, err != nil, false
 	s.outbox[0], s.outbox[1] = s.outbox[0][:0], s.outbox[1][:0]
 	if p.closing.Load() {
 		// Shutdown's close requests skipped this session, reserved before and started after them
@@ -291,7 +299,7 @@ func (s *Session) run(resetErr error) {
 	c := s.conn
 	t := s.t
 	if resetErr != nil {
-		s.end()
+		s.refuse()
 		return
 	}
 	var (
@@ -440,6 +448,27 @@ func (s *Session) SendNow(op Opcode, payload []byte) error {
 	}
 	s.pool.msgsOut.Add(1)
 	return nil
+}
+
+// refuse ends a session that could not start: its Conn lost the bytes read past the handshake, so
+// no frame can be read. The peer gets close 1009 (more than the session can take) and then what it
+// sends is dropped until it closes its side, or for the close timeout (CONTRACT W6): closing the
+// socket at once, with those bytes unread, would reset the connection and could lose the close. The
+// handler never saw OnOpen, so it gets no OnClose either (Start left s.handler nil).
+func (s *Session) refuse() {
+	c := s.conn
+	if c.WriteClose(CloseTooBig, "too much data after the handshake") == nil {
+		until := time.Now().Add(s.pool.cfg.CloseTimeout)
+		for errors.Is(c.discard(until), ErrInterrupted) {
+			s.mu.Lock()
+			force := s.force
+			s.mu.Unlock()
+			if force {
+				break
+			}
+		}
+	}
+	s.end()
 }
 
 // onOpen runs the handler's OnOpen and reports whether it returned without a panic.

@@ -701,3 +701,74 @@ func TestW6_HandlerCloseWaitsForPeer(t *testing.T) {
 		})
 	}
 }
+
+// eventCounter is a SessionHandler that counts OnOpen and OnClose.
+type eventCounter struct{ opened, closed atomic.Int32 }
+
+func (h *eventCounter) OnOpen(*ws.Session)                       { h.opened.Add(1) }
+func (h *eventCounter) OnMessage(*ws.Session, ws.Opcode, []byte) {}
+func (h *eventCounter) OnClose(*ws.Session)                      { h.closed.Add(1) }
+
+// TestW6_BufferedTooLargeClosedWith1009: when the bytes read past the handshake do not fit the
+// session's read buffer, the session never opens: neither OnOpen nor OnClose runs (OnClose follows
+// OnOpen), the peer gets close 1009 (message too big) instead of a bare TCP close, and the socket
+// closes once the peer is done or after the close timeout (CONTRACT W6). The pool entry comes back.
+func TestW6_BufferedTooLargeClosedWith1009(t *testing.T) {
+	const closeTimeout = 300 * time.Millisecond
+	const readBuffer = 64
+	for _, peerCloses := range []bool{true, false} {
+		name := "PeerSilent"
+		if peerCloses {
+			name = "PeerCloses"
+		}
+		t.Run(name, func(t *testing.T) {
+			p := ws.NewPool(ws.PoolConfig{MaxSessions: 1, PingInterval: time.Hour, CloseTimeout: closeTimeout,
+				Conn: ws.Config{ReadBufferSize: readBuffer}})
+			s := p.Acquire()
+			tr, cli := newTCPTransport(t)
+			h := &eventCounter{}
+			buffered := join(frame(fin|opText, strings.Repeat("a", 40)), frame(fin|opText, strings.Repeat("b", 40)))
+			if len(buffered) <= readBuffer {
+				t.Fatalf("%d buffered bytes fit the %d-byte read buffer", len(buffered), readBuffer)
+			}
+			start := time.Now()
+			s.Start(tr, buffered, h)
+			var frames []sframe
+			var end time.Time
+			if peerCloses {
+				frames = append(frames, readServerFrame(t, cli))
+				clientSend(t, cli, closeFrame(ws.CloseTooBig, ""))
+				_ = cli.(*net.TCPConn).CloseWrite()
+				more, e := readUntilEOF(t, cli)
+				frames, end = append(frames, more...), e
+				if waited := end.Sub(start); waited >= closeTimeout {
+					t.Errorf("the session closed its socket %v after start, not when the peer closed", waited)
+				}
+			} else {
+				frames, end = readUntilEOF(t, cli)
+				if waited := end.Sub(start); waited < closeTimeout {
+					t.Errorf("the session closed its socket %v after its close, before the close timeout of %v", waited, closeTimeout)
+				}
+			}
+			if len(frames) != 1 || closeCode(frames[0]) != ws.CloseTooBig {
+				t.Errorf("the peer got %v, want one close 1009", frames)
+			}
+			waitClosed(t, tr.closed, "the transport was not closed")
+			if o, c := h.opened.Load(), h.closed.Load(); o != 0 || c != 0 {
+				t.Errorf("OnOpen ran %d times and OnClose %d times for a session that never opened, want neither", o, c)
+			}
+			deadline := time.Now().Add(waitTimeout)
+			for p.Active() != 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("the session was not given back")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if s2 := p.Acquire(); s2 == nil {
+				t.Error("the pool entry is not free again")
+			} else {
+				p.Release(s2)
+			}
+		})
+	}
+}

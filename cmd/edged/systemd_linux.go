@@ -14,9 +14,10 @@ import (
 // notifyReady sends READY=1 to systemd (CONTRACT D7) and, when the unit sets WatchdogSec, WATCHDOG=1 at
 // half the interval until the returned function is called. Without NOTIFY_SOCKET it does nothing.
 //
-// Each ping vouches for the daemon: it is sent only after alive has returned nil, within half the
-// interval. While alive fails (an event loop that no longer turns serves nobody), the pings stop and
-// systemd restarts edged once the interval has passed, as WatchdogSec is meant to.
+// Each ping vouches for the daemon: it is sent only after alive has returned nil, within a quarter of
+// the interval, so that two pings are never more than three quarters of it apart. While alive fails
+// (an event loop that no longer turns serves nobody), the pings stop and systemd restarts edged once
+// the interval has passed, as WatchdogSec is meant to.
 func notifyReady(ctx context.Context, log *slog.Logger, alive func(context.Context) error) (stop func()) {
 	if _, err := sdnotify.SdNotify(false, sdnotify.SdNotifyReady); err != nil {
 		log.Warn("sd_notify READY failed", "error", err)
@@ -33,7 +34,7 @@ func notifyReady(ctx context.Context, log *slog.Logger, alive func(context.Conte
 		defer t.Stop()
 		withheld := false
 		for {
-			check, cancelCheck := context.WithTimeout(ctx, interval/2)
+			check, cancelCheck := context.WithTimeout(ctx, interval/4)
 			err := alive(check)
 			cancelCheck()
 			switch {
@@ -42,7 +43,7 @@ func notifyReady(ctx context.Context, log *slog.Logger, alive func(context.Conte
 			case err != nil:
 				if !withheld {
 					log.Error("event loop not responding: watchdog ping withheld", "error", err,
-						"waited", (interval / 2).String(), "watchdog", interval.String())
+						"waited", (interval / 4).String(), "watchdog", interval.String())
 				}
 				withheld = true
 			default:

@@ -145,7 +145,7 @@
 //
 // # Concurrency contract
 //
-// New, then Serve once, on the goroutine that becomes the poller. Shutdown, Stats, Addr and
+// New, then Serve once, on the goroutine that becomes the poller. Shutdown, Alive, Stats, Addr and
 // SetUnboundHandler are safe from any goroutine; Stats takes no lock. The Handler runs on the worker
 // goroutines, with taskID the worker index (0 to P-1), one request at a time per worker. Observer
 // methods are called from the poller and the workers, some under the slot lock (see Observer).

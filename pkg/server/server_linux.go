@@ -72,6 +72,7 @@ type Server struct {
 	closing   atomic.Bool // drain begun (CONTRACT S9)
 	forcedA   atomic.Bool // grace ended: streams fail at once
 	stopReq   atomic.Bool
+	arming    atomic.Bool // an Alive goroutine waits for mu
 	runState  atomic.Int32
 	unbound   atomic.Pointer[UnboundHandler]
 	done      chan struct{}
@@ -270,33 +271,44 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // poller has come back from epoll_wait, ctx's error if that did not happen before ctx ended, and
 // ErrServerClosed once Serve has returned. It is meant for a liveness check such as systemd's watchdog
 // (CONTRACT D7): every socket waits on that one loop, so while it is stuck nothing is accepted, parked
-// sockets are never served again, and no deadline is enforced. Alive does not block behind a poller
-// that holds the slot lock: it waits for the lock only until ctx ends. A handler that never returns
-// holds its own worker, not the loop, and does not make Alive fail. Safe from any goroutine; before
-// Serve starts, Alive waits for the loop's first turn.
+// sockets are never served again, and no deadline is enforced. A handler that never returns holds its
+// own worker, not the loop, and does not make Alive fail. Safe from any goroutine; before Serve
+// starts, Alive waits for the loop's first turn.
+//
+// The slot lock is taken on a goroutine of Alive's own, so that ctx bounds the wait even when the
+// lock is never released. That goroutine queues for the lock like the workers do (a TryLock poll can
+// lose to them for hundreds of milliseconds under load), and there is at most one: while it waits, a
+// later Alive waits for ctx.
 func (s *Server) Alive(ctx context.Context) error {
-	var retry *time.Ticker
-	for !s.mu.TryLock() {
-		// The poller holds the lock for one batch of events at most; a lock held longer is
-		// itself the sign of a stuck loop.
-		if retry == nil {
-			retry = time.NewTicker(time.Millisecond)
-			defer retry.Stop()
-		}
+	if !s.arming.CompareAndSwap(false, true) {
+		// The previous call's goroutine still waits for the lock: nothing more to ask.
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.done:
 			return ErrServerClosed
-		case <-retry.C:
 		}
 	}
-	if s.turned == nil {
-		s.turned = make(chan struct{})
+	armed := make(chan chan struct{}, 1)
+	go func() {
+		s.mu.Lock()
+		if s.turned == nil {
+			s.turned = make(chan struct{})
+		}
+		turned := s.turned
+		s.notifyLocked()
+		s.mu.Unlock()
+		s.arming.Store(false)
+		armed <- turned
+	}()
+	var turned chan struct{}
+	select {
+	case turned = <-armed:
+	case <-s.done:
+		return ErrServerClosed
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	turned := s.turned
-	s.notifyLocked()
-	s.mu.Unlock()
 	select {
 	case <-turned:
 		return nil

@@ -169,7 +169,7 @@ func (s *settings) warnings() []string {
 		w = append(w, fmt.Sprintf("--topic-max-bytes %s is above --ws-max-message %s: a WebSocket subscriber cannot take a larger value and is dropped (close 1008) when one is published",
 			formatSize(s.topicMaxBytes), formatSize(s.wsMaxMessage)))
 	}
-	if max := somaxconn(); max > 0 && s.backlog > max {
+	if max := somaxconn(); max > 0 && s.backlog > max && !s.backlogUnused {
 		w = append(w, fmt.Sprintf("--backlog %d is above net.core.somaxconn %d: the kernel cuts the listen backlog to %d",
 			s.backlog, max, max))
 	}
@@ -308,13 +308,20 @@ func serverError(flag, addr string, err error) error {
 
 // run serves until ctx is cancelled, then drains: servers stop accepting and finish their requests,
 // WebSocket sessions get close 1001 (CONTRACT S9, D7).
+//
+// A server whose Serve fails (its event loop could not be set up or failed) ends the daemon with that
+// error, so that it exits 1 and systemd restarts it, instead of running on half alive: the other
+// server drains as after a signal.
 func (d *daemon) run(ctx context.Context) error {
+	ctx, fail := context.WithCancel(ctx)
+	defer fail()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	serveOne := func(srv *server.Server) {
 		defer wg.Done()
 		if err := srv.Serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			errs <- err
+			fail()
 		}
 	}
 	wg.Add(1)

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edged/edged/internal/topics"
+	"github.com/edged/edged/pkg/server"
+)
+
+// testDaemon builds the daemon with its defaults on loopback ports, /metrics on a listener of its own.
+func testDaemon(t *testing.T) *daemon {
+	t.Helper()
+	s := defaultSettings()
+	s.listen, s.metricsListen = "127.0.0.1:0", "127.0.0.1:0"
+	d, err := build(&s, slog.New(slog.NewTextHandler(io.Discard, nil)), listeners{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestD7_AliveChecksBothServers: the watchdog's check covers the main server and the metrics server:
+// with the metrics server gone it fails and names it.
+func TestD7_AliveChecksBothServers(t *testing.T) {
+	d := testDaemon(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	check := func() error {
+		c, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
+		return d.alive(c)
+	}
+	if err := check(); err != nil {
+		t.Fatalf("alive with both servers running: %v", err)
+	}
+	if err := d.metricsS.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(); !errors.Is(err, server.ErrServerClosed) || !strings.Contains(err.Error(), "metrics listener") {
+		t.Fatalf("alive with the metrics server stopped: %v, want ErrServerClosed naming the metrics listener", err)
+	}
+}
+
+// TestD7_ServerFailureEndsDaemon: when a server's Serve fails, run drains the other and returns the
+// error (so that edged exits 1 and systemd restarts it) instead of waiting for a signal.
+func TestD7_ServerFailureEndsDaemon(t *testing.T) {
+	d := testDaemon(t)
+	// Shutdown before Serve makes Serve fail at once with ErrServerClosed, as a failed epoll would.
+	if err := d.metricsS.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.run(context.Background()) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, server.ErrServerClosed) {
+			t.Fatalf("run returned %v, want the metrics server's ErrServerClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run still running 10s after the metrics server failed")
+	}
+}
+
+// TestD8_BudgetCountsStatusTopic: the topics' part of the memory budget has room for --topics-max
+// client topics and the status topic, which does not count against the flag.
+func TestD8_BudgetCountsStatusTopic(t *testing.T) {
+	s := defaultSettings()
+	per := int64(topics.Config{MaxTopics: 1, MaxValueBytes: int(s.topicMaxBytes)}.BufferBytes())
+	if got, want := s.memoryBudget().topics, (int64(s.topicsMax)+1)*per; got != want {
+		t.Errorf("topics budget %d, want %d: %d client topics and the status topic of %d bytes each", got, want, s.topicsMax, per)
+	}
+	if got, want := s.memoryBudget().topics, int64(s.topicsConfig().BufferBytes()); got != want {
+		t.Errorf("topics budget %d, but the hub's own bound is %d", got, want)
+	}
+}

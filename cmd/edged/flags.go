@@ -55,6 +55,9 @@ type settings struct {
 	shutdownGrace     time.Duration
 	logLevel          string
 	logFormat         string
+
+	// backlogUnused: every listener comes from systemd, whose socket unit sets the backlog.
+	backlogUnused bool
 }
 
 // defaultSettings returns the defaults of CONTRACT D2 and S6.

@@ -72,6 +72,11 @@ func TestD2_Warnings(t *testing.T) {
 	if w := s.warnings(); len(w) != 1 || w[0] != "--backlog 10000 is above net.core.somaxconn 4096: the kernel cuts the listen backlog to 4096" {
 		t.Errorf("--backlog 10000 with somaxconn 4096: warnings %q", w)
 	}
+	s.backlogUnused = true // every listener from systemd: its socket unit sets the backlog
+	if w := s.warnings(); len(w) != 0 {
+		t.Errorf("--backlog 10000 with every listener from systemd: warnings %q", w)
+	}
+	s.backlogUnused = false
 	somaxconn = func() int { return 0 } // unknown: nothing to compare with
 	if w := s.warnings(); len(w) != 0 {
 		t.Errorf("--backlog 10000 with somaxconn unknown: warnings %q", w)

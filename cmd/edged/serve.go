@@ -56,6 +56,7 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 		// and never accepted on.
 		s.metricsListen = inheritedMetrics
 	}
+	s.backlogUnused = len(inherited.main) > 0 && (s.metricsListen == "" || s.metricsListen == inheritedMetrics)
 	if err := s.checkBudget(); err != nil {
 		return err
 	}

@@ -95,9 +95,11 @@ func (d *daemon) adoptedNames() []string {
 // would fail (the inherited socket holds the port) and edged would exit 3. systemd-socket-activate
 // execs edged in its own process, so LISTEN_PID is edged's pid, which go-systemd's activation.Files
 // requires; the start-up line's pid shows the exec. SIGTERM then stops it gracefully (CONTRACT D7).
+// --backlog above net.core.somaxconn is not warned of: the socket unit sets the backlog of an
+// inherited socket (CONTRACT D2).
 func TestS12_SocketActivation(t *testing.T) {
 	d, addrs := startActivated(t, []string{"http"}, func(addrs map[string]string) []string {
-		return []string{"--listen", addrs["http"]}
+		return []string{"--listen", addrs["http"], "--backlog", "2147483647"}
 	})
 	// The first connection waits in the inherited socket's backlog until edged has started.
 	for i := range 3 {
@@ -119,6 +121,9 @@ func TestS12_SocketActivation(t *testing.T) {
 	d.signal(syscall.SIGTERM)
 	if code := d.wait(); code != 0 {
 		t.Fatalf("exit %d after SIGTERM; stderr:\n%s", code, d.stderrText())
+	}
+	if strings.Contains(d.stderrText(), "configuration warning") {
+		t.Errorf("a configuration warning with every socket inherited:\n%s", d.stderrText())
 	}
 }
 

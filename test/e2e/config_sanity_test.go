@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -90,9 +91,11 @@ func TestD2_DoubtfulConfigurationsWarned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	above := strconv.Itoa(max + 1)
-	cases = append(cases, doubtful{[]string{"--backlog", above},
-		fmt.Sprintf("--backlog %s is above net.core.somaxconn %d: the kernel cuts the listen backlog to %d", above, max, max)})
+	if max < math.MaxInt32 { // otherwise no backlog edged accepts is above it
+		above := strconv.Itoa(max + 1)
+		cases = append(cases, doubtful{[]string{"--backlog", above},
+			fmt.Sprintf("--backlog %s is above net.core.somaxconn %d: the kernel cuts the listen backlog to %d", above, max, max)})
+	}
 	for _, tc := range cases {
 		code, out, errOut := runEdged(t, nil, append([]string{"check"}, tc.args...)...)
 		if code != 0 || !strings.HasPrefix(out, "configuration ok\n") || strings.Count(errOut, "\n") != 1 ||

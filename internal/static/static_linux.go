@@ -102,15 +102,15 @@ func (r *Root) Serve(c *conn.Connection) error {
 	// gzip_static with its default gzip_vary off. Any request with Accept-Encoding (every browser
 	// sends it) gets Vary: Accept-Encoding on both variants of a file that has a sibling.
 	var gz file
+	gzipped := false
 	if c.Header("Accept-Encoding") != nil && r.open(append(name, ".gz"...), &gz) == nil {
 		defer unix.Close(gz.fd)
 		_ = c.SetHeader("Vary", "Accept-Encoding")
 		if acceptsGzip(c) {
-			f = gz
-			_ = c.SetHeader("Content-Encoding", "gzip")
+			f, gzipped = gz, true
 		}
 	}
-	return serveFile(c, &f, ctype)
+	return serveFile(c, &f, ctype, gzipped)
 }
 
 var errIsDir = errors.New("static: is a directory")
@@ -308,18 +308,20 @@ func acceptsGzip(c *conn.Connection) bool {
 
 const httpTime = "Mon, 02 Jan 2006 15:04:05 GMT"
 
-// serveFile answers with f: 304, 416, 206 or 200 (CONTRACT D5).
-func serveFile(c *conn.Connection, f *file, ctype string) error {
+// serveFile answers with f, the precompressed sibling when gzipped: 304, 416, 206 or 200 (CONTRACT D5).
+func serveFile(c *conn.Connection, f *file, ctype string, gzipped bool) error {
 	etag := f.etag[:f.etagN]
 	var lm [29]byte
 	lastMod := f.mtime.UTC().AppendFormat(lm[:0], httpTime)
 	_ = c.SetHeaderBytes("ETag", etag)
 	_ = c.SetHeaderBytes("Last-Modified", lastMod)
 	if notModified(c, etag, f.mtime) {
+		if gzipped {
+			_ = c.SetHeader("Content-Encoding", "gzip")
+		}
 		return c.WriteHeader(304)
 	}
 	_ = c.SetHeader("Accept-Ranges", "bytes")
-	_ = c.SetHeader("Content-Type", ctype)
 	start, length, status := int64(0), f.size, 200
 	if rng := c.Header("Range"); rng != nil && ifRangeHolds(c, etag, lastMod) {
 		s, n, ok, satisfiable := parseRange(rng, f.size)
@@ -328,6 +330,8 @@ func serveFile(c *conn.Connection, f *file, ctype string) error {
 			var cr [40]byte
 			v := strconv.AppendInt(append(cr[:0], "bytes */"...), f.size, 10)
 			_ = c.SetHeaderBytes("Content-Range", v)
+			// The body is this text, not the file: neither the file's Content-Type nor its gzip
+			// Content-Encoding describe it.
 			return c.Reply(416, "text/plain; charset=utf-8", []byte("range not satisfiable\n"))
 		case ok:
 			start, length, status = s, n, 206
@@ -341,6 +345,10 @@ func serveFile(c *conn.Connection, f *file, ctype string) error {
 			_ = c.SetHeaderBytes("Content-Range", v)
 		}
 	}
+	if gzipped {
+		_ = c.SetHeader("Content-Encoding", "gzip")
+	}
+	_ = c.SetHeader("Content-Type", ctype)
 	c.SetContentLength(length)
 	if err := c.WriteHeader(status); err != nil {
 		return err

@@ -191,6 +191,33 @@ func TestD5_Ranges(t *testing.T) {
 	}
 }
 
+// TestD5_UnsatisfiableRangeHeaders: a 416 carries one Content-Type, its own text's, and no
+// Content-Encoding, also for a file with a gzip sibling: its body is the short text, not the file.
+func TestD5_UnsatisfiableRangeHeaders(t *testing.T) {
+	r, _ := newRoot(t)
+	for _, tc := range []struct{ path, ae string }{
+		{"/ten.txt", ""},
+		{"/app.js", ""},
+		{"/style.css", "Accept-Encoding: gzip\r\n"},
+	} {
+		resp, body := get(t, r, tc.path, "Range: bytes=100000-\r\n", tc.ae)
+		if resp.StatusCode != 416 {
+			t.Fatalf("%s: %d, want 416", tc.path, resp.StatusCode)
+		}
+		if ct := resp.Header.Values("Content-Type"); len(ct) != 1 || ct[0] != "text/plain; charset=utf-8" {
+			t.Errorf("%s: Content-Type %q, want one, text/plain", tc.path, ct)
+		}
+		if ce := resp.Header.Values("Content-Encoding"); len(ce) != 0 {
+			t.Errorf("%s: Content-Encoding %q on the plain text body %q", tc.path, ce, body)
+		}
+	}
+	// The 206 and 200 of the sibling keep their encoding and the file's type.
+	resp, _ := get(t, r, "/style.css", "Range: bytes=0-9\r\n", "Accept-Encoding: gzip\r\n")
+	if resp.StatusCode != 206 || resp.Header.Get("Content-Encoding") != "gzip" || resp.Header.Get("Content-Type") != "text/css; charset=utf-8" {
+		t.Errorf("range of the gzip sibling: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
 func TestD5_GzipSibling(t *testing.T) {
 	r, _ := newRoot(t)
 	resp, body := get(t, r, "/style.css", "Accept-Encoding: br, gzip\r\n")

@@ -296,12 +296,39 @@ func acceptsGzip(c *conn.Connection) bool {
 			if !bytes.EqualFold(coding, []byte("gzip")) && !bytes.Equal(coding, []byte("*")) {
 				continue
 			}
-			q := bytes.ReplaceAll(bytes.TrimSpace(params), []byte(" "), nil)
-			if bytes.HasPrefix(q, []byte("q=0")) && !bytes.ContainsAny(q[3:], "123456789") {
+			if qZero(params) {
 				continue
 			}
 			return true
 		}
+	}
+	return false
+}
+
+// qZero reports whether the parameters of an Accept-Encoding item hold q=0 (RFC 9110 12.4.2), without
+// allocating: every request of a browser has Accept-Encoding.
+func qZero(params []byte) bool {
+	for len(params) > 0 {
+		var p []byte
+		if i := bytes.IndexByte(params, ';'); i >= 0 {
+			p, params = params[:i], params[i+1:]
+		} else {
+			p, params = params, nil
+		}
+		name, v, ok := bytes.Cut(p, []byte("="))
+		if !ok || !bytes.EqualFold(bytes.TrimSpace(name), []byte("q")) {
+			continue
+		}
+		v = bytes.TrimSpace(v)
+		if len(v) == 0 || v[0] != '0' {
+			return false
+		}
+		for _, d := range v[1:] {
+			if d != '.' && d != '0' {
+				return false
+			}
+		}
+		return true
 	}
 	return false
 }
@@ -359,18 +386,29 @@ func serveFile(c *conn.Connection, f *file, ctype string, gzipped bool) error {
 // notModified applies If-None-Match, else If-Modified-Since (RFC 9110 13.2.2).
 func notModified(c *conn.Connection, etag []byte, mtime time.Time) bool {
 	if inm := c.Header("If-None-Match"); inm != nil {
-		for _, t := range bytes.Split(inm, []byte(",")) {
-			t = bytes.TrimSpace(t)
-			t = bytes.TrimPrefix(t, []byte("W/"))
-			if bytes.Equal(t, []byte("*")) || bytes.Equal(t, etag) {
-				return true
-			}
-		}
-		return false
+		return etagListMatches(inm, etag)
 	}
 	if ims := c.Header("If-Modified-Since"); ims != nil {
 		t, err := time.Parse(httpTime, string(ims))
 		return err == nil && !mtime.Truncate(time.Second).After(t)
+	}
+	return false
+}
+
+// etagListMatches reports whether the If-None-Match list holds etag or "*", by weak comparison
+// (RFC 9110 13.1.2), without allocating: browsers revalidate every cached file with it.
+func etagListMatches(list, etag []byte) bool {
+	for len(list) > 0 {
+		var t []byte
+		if i := bytes.IndexByte(list, ','); i >= 0 {
+			t, list = list[:i], list[i+1:]
+		} else {
+			t, list = list, nil
+		}
+		t = bytes.TrimPrefix(bytes.TrimSpace(t), []byte("W/"))
+		if bytes.Equal(t, []byte("*")) || bytes.Equal(t, etag) {
+			return true
+		}
 	}
 	return false
 }

@@ -234,7 +234,13 @@ func TestD5_GzipSibling(t *testing.T) {
 	if plain.String() != strings.Repeat("body { color: red }\n", 50) {
 		t.Fatal("gzip variant does not decode to the file")
 	}
-	for _, ae := range []string{"", "Accept-Encoding: identity\r\n", "Accept-Encoding: gzip;q=0\r\n"} {
+	for _, ae := range []string{"Accept-Encoding: gzip;q=1.0\r\n", "Accept-Encoding: identity;q=0, gzip; q=0.5\r\n"} {
+		if resp, _ := get(t, r, "/style.css", ae); resp.Header.Get("Content-Encoding") != "gzip" {
+			t.Errorf("%q: encoding %q, want gzip", ae, resp.Header.Get("Content-Encoding"))
+		}
+	}
+	for _, ae := range []string{"", "Accept-Encoding: identity\r\n", "Accept-Encoding: gzip;q=0\r\n",
+		"Accept-Encoding: gzip; q=0.000\r\n", "Accept-Encoding: gzip;Q=0, identity\r\n"} {
 		resp, body := get(t, r, "/style.css", ae)
 		// Without Accept-Encoding the sibling is not looked for, so no Vary; with it, Vary.
 		vary := "Accept-Encoding"
@@ -329,10 +335,17 @@ func (s *loopStream) SetWriteDeadline(time.Time)  {}
 func TestD5_NoAllocationPerFileRequest(t *testing.T) {
 	r, _ := newRoot(t)
 	h := conn.HandlerFunc(func(_ int, c *conn.Connection) error { return r.Serve(c) })
+	resp, _ := get(t, r, "/ten.txt")
+	etag, lm := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	for _, req := range []string{
 		"GET /ten.txt HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /style.css HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n",
 		"GET /sub/ HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nRange: bytes=2-5\r\n\r\n",
+		// A browser's revalidation, and q-values: 304 and 200 alike allocate nothing.
+		"GET /ten.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"other\", " + etag + "\r\n\r\n",
+		"GET /ten.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"other\"\r\nIf-Modified-Since: " + lm + "\r\n\r\n",
+		"GET /style.css HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip;q=1.0, identity; q=0.5\r\n\r\n",
+		"GET /style.css HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br, gzip;q=0\r\n\r\n",
 	} {
 		s := &loopStream{req: []byte(req)}
 		c := conn.New(conn.Config{})
@@ -344,7 +357,7 @@ func TestD5_NoAllocationPerFileRequest(t *testing.T) {
 			}
 		})
 		if allocs > 0 {
-			t.Errorf("%q: %.1f allocations per request", strings.Fields(req)[1], allocs)
+			t.Errorf("%q: %.1f allocations per request", req, allocs)
 		}
 	}
 }

@@ -303,10 +303,21 @@ func TestEchoTaskIDOutOfRange(t *testing.T) {
 }
 
 // TestAllocs checks that serving a keep-alive request allocates nothing per request (CONTRACT H22): the
-// router adds no allocation of its own to the connection's.
+// router adds no allocation of its own to the connection's. Topic reads and writes (CONTRACT D4) are
+// requests like any other.
 func TestAllocs(t *testing.T) {
-	r := New(Config{Workers: 1, EnableEcho: true})
+	hub := topics.New(topics.Config{MaxValueBytes: 64})
+	r := New(Config{Workers: 1, EnableEcho: true, Hub: hub})
+	if _, err := hub.Publish([]byte("sensors/t1"), []byte("application/json"), false, []byte("21.5")); err != nil {
+		t.Fatal(err)
+	}
+	var etag string
+	hub.Get([]byte("sensors/t1"), func(_ []byte, _ string, e []byte) { etag = string(e) })
 	for _, tc := range []struct{ name, req string }{
+		{"topic GET", "GET /topics/sensors/t1 HTTP/1.1\r\nHost: a\r\n\r\n"},
+		{"topic 304", "GET /topics/sensors/t1 HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\", " + etag + "\r\n\r\n"},
+		{"topic If-None-Match stale", "GET /topics/sensors/t1 HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\", \"y\"\r\n\r\n"},
+		{"topic PUT", "PUT /topics/sensors/t2 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 4\r\n\r\n22.5"},
 		{"healthz GET", "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"},
 		{"healthz HEAD", "HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n"},
 		{"healthz 405", "POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"},

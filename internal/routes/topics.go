@@ -94,8 +94,16 @@ func (r *Router) getTopic(c *conn.Connection, name, buf []byte) error {
 	return err
 }
 
+// etagMatches reports whether the If-None-Match list inm holds etag or "*" (weak comparison, RFC 9110
+// 13.1.2); it walks the list in place, so that a revalidation allocates nothing (CONTRACT H22).
 func etagMatches(inm, etag []byte) bool {
-	for _, t := range bytes.Split(inm, []byte(",")) {
+	for len(inm) > 0 {
+		var t []byte
+		if i := bytes.IndexByte(inm, ','); i >= 0 {
+			t, inm = inm[:i], inm[i+1:]
+		} else {
+			t, inm = inm, nil
+		}
 		t = bytes.TrimPrefix(bytes.TrimSpace(t), []byte("W/"))
 		if bytes.Equal(t, []byte("*")) || bytes.Equal(t, etag) {
 			return true

@@ -77,6 +77,8 @@ type Hub struct {
 	// seq numbers every change of every topic, from a start that differs between runs, so that an
 	// ETag is never reused: not after DELETE and re-create, not after a restart.
 	seq uint64
+	// etag holds the ETag Get hands to its callback; guarded by mu.
+	etag [24]byte
 }
 
 type topic struct {
@@ -192,8 +194,9 @@ func (h *Hub) Get(name []byte, fn func(value []byte, ctype string, etag []byte))
 	if err != nil || t == nil || !t.present {
 		return false, err
 	}
-	var buf [24]byte
-	etag := append(buf[:0], '"')
+	// The ETag is built in the Hub's buffer, under the lock: a buffer on the stack would escape to the
+	// heap through fn, one allocation for every GET (CONTRACT H22).
+	etag := append(h.etag[:0], '"')
 	etag = strconv.AppendUint(etag, t.version, 36)
 	etag = append(etag, '"')
 	fn(t.value, t.ctype, etag)

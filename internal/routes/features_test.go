@@ -91,6 +91,31 @@ func TestD4_TopicsOverHTTP(t *testing.T) {
 	}
 }
 
+// TestD4_NotModifiedKeepsCacheControl: a topic's 304 carries the ETag and the Cache-Control: no-cache
+// of its 200 (RFC 9110 15.4.5), so that a cache that refreshes its stored response keeps revalidating.
+func TestD4_NotModifiedKeepsCacheControl(t *testing.T) {
+	hub := topics.New(topics.Config{MaxValueBytes: 16})
+	r := New(Config{Workers: 1, Hub: hub})
+	resps, _ := do(t, r, "PUT /topics/t HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nv"+
+		"GET /topics/t HTTP/1.1\r\nHost: a\r\n\r\n")
+	etag, cc := resps[1].Header.Get("ETag"), resps[1].Header.Get("Cache-Control")
+	if resps[1].StatusCode != 200 || etag == "" || cc != "no-cache" {
+		t.Fatalf("GET: %d %v", resps[1].StatusCode, resps[1].Header)
+	}
+	for _, inm := range []string{etag, "*", `"x", W/` + etag} {
+		resps, bodies := do(t, r, "GET /topics/t HTTP/1.1\r\nHost: a\r\nIf-None-Match: "+inm+"\r\n\r\n")
+		if resps[0].StatusCode != 304 || len(bodies[0]) != 0 {
+			t.Fatalf("If-None-Match %s: %d", inm, resps[0].StatusCode)
+		}
+		if got := resps[0].Header.Get("ETag"); got != etag {
+			t.Errorf("If-None-Match %s: 304 with ETag %q, want %q", inm, got, etag)
+		}
+		if got := resps[0].Header.Get("Cache-Control"); got != cc {
+			t.Errorf("If-None-Match %s: 304 with Cache-Control %q, want %q as the 200", inm, got, cc)
+		}
+	}
+}
+
 func TestW9_UpgradeWithoutPoolIs404(t *testing.T) {
 	r := New(Config{Workers: 1, EnableEcho: true})
 	resps, _ := do(t, r, "GET /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")

@@ -75,11 +75,12 @@ func (r *Router) getTopic(c *conn.Connection, name, buf []byte) error {
 	if err := c.SetHeaderBytes("ETag", etag); err != nil {
 		return err
 	}
-	if inm := c.Header("If-None-Match"); inm != nil && etagMatches(inm, etag) {
-		return c.WriteHeader(304)
-	}
+	// RFC 9110 15.4.5: a 304 carries the Cache-Control a 200 would have.
 	if err := c.SetHeader("Cache-Control", "no-cache"); err != nil {
 		return err
+	}
+	if inm := c.Header("If-None-Match"); inm != nil && etagMatches(inm, etag) {
+		return c.WriteHeader(304)
 	}
 	if len(ctype) > 0 {
 		if err := c.SetHeaderBytes("Content-Type", ctype); err != nil {

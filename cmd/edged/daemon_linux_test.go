@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edged/edged/internal/routes"
 	"github.com/edged/edged/internal/topics"
 	"github.com/edged/edged/pkg/server"
 )
@@ -84,5 +85,11 @@ func TestD8_BudgetCountsStatusTopic(t *testing.T) {
 	}
 	if got, want := s.memoryBudget().topics, int64(s.topicsConfig().BufferBytes()); got != want {
 		t.Errorf("topics budget %d, but the hub's own bound is %d", got, want)
+	}
+	// The router's per-worker buffers, as it counts them itself with the hub.
+	rc := routes.Config{Workers: s.workers, EnableEcho: true, EchoBuffer: s.bufferSize, Hub: topics.New(s.topicsConfig())}
+	s.enableEcho = true
+	if got, want := s.memoryBudget().routes, int64(rc.BufferBytes()); got != want {
+		t.Errorf("routes budget %d, but the router's own count is %d", got, want)
 	}
 }

@@ -116,6 +116,48 @@ func TestD4_NotModifiedKeepsCacheControl(t *testing.T) {
 	}
 }
 
+// TestD4_PercentEncodedTopicName: a topic name spelled with percent escapes (encodeURIComponent
+// writes "/" as %2F) names the same topic as the plain spelling; a malformed escape, or one that
+// decodes to a character a name may not hold, is refused with 400.
+func TestD4_PercentEncodedTopicName(t *testing.T) {
+	hub := topics.New(topics.Config{MaxValueBytes: 16})
+	r := New(Config{Workers: 1, Hub: hub})
+	resps, bodies := do(t, r, "PUT /topics/sensors%2Ft1 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n21.5"+
+		"GET /topics/sensors/t1 HTTP/1.1\r\nHost: a\r\n\r\n"+
+		"GET /topics/sensors%2ft%31 HTTP/1.1\r\nHost: a\r\n\r\n"+
+		"PUT /topics/a%2Db HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx"+
+		"GET /topics/a-b HTTP/1.1\r\nHost: a\r\n\r\n")
+	for i, want := range []struct {
+		code int
+		body string
+	}{{201, ""}, {200, "21.5"}, {200, "21.5"}, {201, ""}, {200, "x"}} {
+		if resps[i].StatusCode != want.code || string(bodies[i]) != want.body {
+			t.Errorf("request %d: %d %q, want %d %q", i, resps[i].StatusCode, bodies[i], want.code, want.body)
+		}
+	}
+	if n := hub.Len(); n != 2 {
+		t.Errorf("%d topics, want 2: an escaped spelling made a topic of its own", n)
+	}
+	long := strings.Repeat("%61", topics.MaxNameLen) // 128 escaped letters: the longest valid name
+	for _, tc := range []struct {
+		path string
+		code int
+	}{
+		{"/topics/" + long, 404},
+		{"/topics/" + long + "a", 400},
+		{"/topics/a%20b", 400}, // a space
+		{"/topics/a%2", 400},   // cut short
+		{"/topics/a%", 400},
+		{"/topics/a%zz", 400},
+		{"/topics/%2E%2E%2F", 404}, // "../" is a valid name of dots and a slash: no path is resolved
+	} {
+		resps, _ := do(t, r, "GET "+tc.path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		if resps[0].StatusCode != tc.code {
+			t.Errorf("GET %.40s: %d, want %d", tc.path, resps[0].StatusCode, tc.code)
+		}
+	}
+}
+
 func TestW9_UpgradeWithoutPoolIs404(t *testing.T) {
 	r := New(Config{Workers: 1, EnableEcho: true})
 	resps, _ := do(t, r, "GET /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")

@@ -315,6 +315,7 @@ func TestAllocs(t *testing.T) {
 	hub.Get([]byte("sensors/t1"), func(_ []byte, _ string, e []byte) { etag = string(e) })
 	for _, tc := range []struct{ name, req string }{
 		{"topic GET", "GET /topics/sensors/t1 HTTP/1.1\r\nHost: a\r\n\r\n"},
+		{"topic GET escaped", "GET /topics/sensors%2Ft1 HTTP/1.1\r\nHost: a\r\n\r\n"},
 		{"topic 304", "GET /topics/sensors/t1 HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\", " + etag + "\r\n\r\n"},
 		{"topic If-None-Match stale", "GET /topics/sensors/t1 HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\", \"y\"\r\n\r\n"},
 		{"topic PUT", "PUT /topics/sensors/t2 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 4\r\n\r\n22.5"},

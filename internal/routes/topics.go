@@ -11,14 +11,67 @@ import (
 	"github.com/edged/edged/pkg/ws"
 )
 
-var topicPrefix = []byte("/topics/")
+var (
+	topicPrefix      = []byte("/topics/")
+	bodyBadTopicName = []byte("invalid topic name: 1-128 characters of A-Z a-z 0-9 . _ - /\n")
+)
+
+// unescapeName appends the percent-decoded name to dst, which has room for the longest valid name. It
+// reports false for a malformed escape or a name too long to be valid; ValidName judges the rest.
+func unescapeName(dst, name []byte) ([]byte, bool) {
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if b == '%' {
+			if i+2 >= len(name) {
+				return nil, false
+			}
+			hi, ok1 := unhex(name[i+1])
+			lo, ok2 := unhex(name[i+2])
+			if !ok1 || !ok2 {
+				return nil, false
+			}
+			b = hi<<4 | lo
+			i += 2
+		}
+		if len(dst) == cap(dst) {
+			return nil, false
+		}
+		dst = append(dst, b)
+	}
+	return dst, true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
 
 // serveTopic answers /topics/{name} (CONTRACT D4): PUT or POST publish the body as the retained value
 // (201 on create, 204 on update), GET and HEAD return it with its Content-Type and ETag (304 on a
 // matching If-None-Match), DELETE removes it, and a WebSocket upgrade subscribes.
+//
+// The name may be percent-encoded, as JavaScript's encodeURIComponent writes it ("sensors%2Ft1" for
+// "sensors/t1"): it is decoded before it is checked, so that each name has one meaning whichever way
+// a client spells it, as nginx decodes a path before matching its locations.
 func (r *Router) serveTopic(taskID int, c *conn.Connection, name []byte) error {
+	if bytes.IndexByte(name, '%') >= 0 {
+		if taskID < 0 || taskID >= len(r.nameBuf) {
+			return ErrTaskID
+		}
+		var ok bool
+		if name, ok = unescapeName(r.nameBuf[taskID][:0], name); !ok {
+			return c.Reply(400, textPlain, bodyBadTopicName)
+		}
+	}
 	if !topics.ValidName(name) {
-		return c.Reply(400, textPlain, []byte("invalid topic name: 1-128 characters of A-Z a-z 0-9 . _ - /\n"))
+		return c.Reply(400, textPlain, bodyBadTopicName)
 	}
 	if ws.IsUpgrade(c) {
 		sub := &subscriber{hub: r.hub, name: append([]byte(nil), name...)}

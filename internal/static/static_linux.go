@@ -20,6 +20,15 @@ type Root struct {
 	openat2 bool // the kernel has openat2(2); otherwise resolution is checked by hand
 }
 
+// probeOpenat2 opens "." of the web root with openat2(2), to learn whether the system lets edged use it.
+var probeOpenat2 = func(fd int) error {
+	probe, err := unix.Openat2(fd, ".", &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH})
+	if err == nil {
+		unix.Close(probe)
+	}
+	return err
+}
+
 // New opens dir as the web root. It fails when dir is missing, unreadable or not a directory.
 func New(dir string) (*Root, error) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -30,11 +39,12 @@ func New(dir string) (*Root, error) {
 		return nil, fmt.Errorf("static: open web root %s: %w", dir, err)
 	}
 	r := &Root{dir: dir, fd: fd, openat2: true}
-	probe, err := unix.Openat2(fd, ".", &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH})
-	switch {
+	switch err := probeOpenat2(fd); {
 	case err == nil:
-		unix.Close(probe)
-	case errors.Is(err, unix.ENOSYS):
+	case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM):
+		// ENOSYS: a kernel before 5.6. EPERM: a seccomp filter that does not know openat2, as
+		// older container runtimes' defaults return; opening "." of a directory just opened cannot
+		// fail with EPERM otherwise.
 		r.openat2 = false
 	default:
 		unix.Close(fd)

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/edged/edged/pkg/conn"
 	"github.com/edged/edged/pkg/conn/conntest"
 )
@@ -365,6 +367,36 @@ func TestD5_NoAllocationPerFileRequest(t *testing.T) {
 // TestD5_WithoutOpenat2: on a kernel without openat2(2) (before 5.6; also qemu-user), files are
 // resolved by open plus a check of the real path in /proc: the same files are served, the same escapes
 // refused, and nothing is allocated per request either.
+// TestD5_Openat2RefusedBySeccomp: a seccomp filter that answers openat2 with EPERM (older container
+// runtimes' defaults) makes the root resolve paths by hand, as on a kernel without openat2, instead of
+// failing at start; any other error of the probe still fails New.
+func TestD5_Openat2RefusedBySeccomp(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("<p>ok</p>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func(f func(int) error) { probeOpenat2 = f }(probeOpenat2)
+	probeOpenat2 = func(int) error { return unix.EPERM }
+	r, err := New(dir)
+	if err != nil {
+		t.Fatalf("New with openat2 refused by seccomp: %v", err)
+	}
+	defer r.Close()
+	if r.openat2 {
+		t.Fatal("openat2 still in use after the probe was refused")
+	}
+	var f file
+	if err := r.open([]byte("index.html"), &f); err != nil {
+		t.Fatalf("open through the fallback: %v", err)
+	}
+	unix.Close(f.fd)
+	probeOpenat2 = func(int) error { return unix.EIO }
+	if r, err := New(dir); err == nil {
+		r.Close()
+		t.Fatal("New succeeded although the probe failed with EIO")
+	}
+}
+
 func TestD5_WithoutOpenat2(t *testing.T) {
 	withoutOpenat2 = true
 	defer func() { withoutOpenat2 = false }()

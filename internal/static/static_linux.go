@@ -399,8 +399,8 @@ func notModified(c *conn.Connection, etag []byte, mtime time.Time) bool {
 		return etagListMatches(inm, etag)
 	}
 	if ims := c.Header("If-Modified-Since"); ims != nil {
-		t, err := time.Parse(httpTime, string(ims))
-		return err == nil && !mtime.Truncate(time.Second).After(t)
+		t, ok := parseHTTPDate(ims)
+		return ok && !mtime.Truncate(time.Second).After(t)
 	}
 	return false
 }
@@ -442,7 +442,7 @@ func parseRange(h []byte, size int64) (start, n int64, ok, satisfiable bool) {
 		return 0, 0, false, false
 	}
 	num := func(b []byte) (int64, bool) {
-		if len(b) == 0 || len(b) > 18 {
+		if len(b) == 0 || len(b) > 18 || b[0] < '0' || b[0] > '9' { // digits only: no sign
 			return 0, false
 		}
 		v, err := strconv.ParseInt(string(b), 10, 64)

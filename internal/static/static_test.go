@@ -156,6 +156,16 @@ func TestD5_Conditional(t *testing.T) {
 	if resp, _ := get(t, r, "/ten.txt", "If-Modified-Since: "+lm+"\r\n"); resp.StatusCode != 304 {
 		t.Errorf("If-Modified-Since: %d", resp.StatusCode)
 	}
+	if lmt, err := http.ParseTime(lm); err != nil {
+		t.Error(err)
+	} else {
+		// The obsolete formats a recipient must still accept (RFC 9110 5.6.7).
+		for _, ims := range []string{lmt.Format("Monday, 02-Jan-06 15:04:05 GMT"), lmt.Format(time.ANSIC)} {
+			if resp, _ := get(t, r, "/ten.txt", "If-Modified-Since: "+ims+"\r\n"); resp.StatusCode != 304 {
+				t.Errorf("If-Modified-Since: %s: %d, want 304", ims, resp.StatusCode)
+			}
+		}
+	}
 	if resp, _ := get(t, r, "/ten.txt", "If-Modified-Since: Mon, 01 Jan 2001 00:00:00 GMT\r\n"); resp.StatusCode != 200 {
 		t.Errorf("old If-Modified-Since: %d", resp.StatusCode)
 	}
@@ -177,6 +187,8 @@ func TestD5_Ranges(t *testing.T) {
 		{"bytes=0-1,4-5", 200, "0123456789", ""},
 		{"bytes=3-1", 200, "0123456789", ""},
 		{"lines=1-2", 200, "0123456789", ""},
+		{"bytes=+1-2", 200, "0123456789", ""}, // not digits: ignored, as nginx does
+		{"bytes=1-+2", 200, "0123456789", ""},
 	}
 	for _, tc := range cases {
 		resp, body := get(t, r, "/ten.txt", "Range: "+tc.rng+"\r\n")
@@ -346,6 +358,9 @@ func TestD5_NoAllocationPerFileRequest(t *testing.T) {
 		// A browser's revalidation, and q-values: 304 and 200 alike allocate nothing.
 		"GET /ten.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"other\", " + etag + "\r\n\r\n",
 		"GET /ten.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"other\"\r\nIf-Modified-Since: " + lm + "\r\n\r\n",
+		"GET /ten.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: " + lm + "\r\n\r\n",
+		"GET /ten.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT\r\n\r\n",
+		"GET /ten.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: yesterday\r\n\r\n",
 		"GET /style.css HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip;q=1.0, identity; q=0.5\r\n\r\n",
 		"GET /style.css HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br, gzip;q=0\r\n\r\n",
 	} {

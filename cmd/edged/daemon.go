@@ -103,7 +103,7 @@ func (s *settings) memoryBudget() budget {
 		metrics:  int64(s.workers) * int64(metrics.WorkerBytes),
 	}
 	rc := routes.Config{Workers: 1, EnableEcho: s.enableEcho, EchoBuffer: s.bufferSize}
-	b.routes = int64(s.workers) * (int64(rc.BufferBytes()) + s.topicMaxBytes + topics.MaxNameLen)
+	b.routes = int64(s.workers) * (int64(rc.BufferBytes()) + s.topicMaxBytes)
 	if s.metricsListen != "" {
 		b.metricsListener = metricsWorkers*int64(cc.BufferBytes()) + metricsQueue*slotBytes
 	}

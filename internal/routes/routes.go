@@ -61,7 +61,6 @@ type Router struct {
 	metrics  prometheus.Gatherer
 	hub      *topics.Hub
 	topicBuf [][]byte // per-worker topic value buffers, indexed by taskID
-	nameBuf  [][]byte // per-worker buffers for percent-decoded topic names
 	pool     *ws.Pool
 	upgrade  *ws.UpgradeOptions
 	pending  []pendingSession // per worker: the session of an upgrade in progress
@@ -91,7 +90,6 @@ func New(cfg Config) *Router {
 	}
 	if cfg.Hub != nil {
 		r.topicBuf = perWorker(workers, cfg.Hub.Config().MaxValueBytes)
-		r.nameBuf = perWorker(workers, topics.MaxNameLen)
 	}
 	return r
 }
@@ -118,7 +116,7 @@ func (cfg Config) BufferBytes() int {
 		n += workers * size
 	}
 	if cfg.Hub != nil {
-		n += workers * (cfg.Hub.Config().MaxValueBytes + topics.MaxNameLen)
+		n += workers * cfg.Hub.Config().MaxValueBytes
 	}
 	return n
 }

@@ -16,43 +16,6 @@ var (
 	bodyBadTopicName = []byte("invalid topic name: 1-128 characters of A-Z a-z 0-9 . _ - /\n")
 )
 
-// unescapeName appends the percent-decoded name to dst, which has room for the longest valid name. It
-// reports false for a malformed escape or a name too long to be valid; ValidName judges the rest.
-func unescapeName(dst, name []byte) ([]byte, bool) {
-	for i := 0; i < len(name); i++ {
-		b := name[i]
-		if b == '%' {
-			if i+2 >= len(name) {
-				return nil, false
-			}
-			hi, ok1 := unhex(name[i+1])
-			lo, ok2 := unhex(name[i+2])
-			if !ok1 || !ok2 {
-				return nil, false
-			}
-			b = hi<<4 | lo
-			i += 2
-		}
-		if len(dst) == cap(dst) {
-			return nil, false
-		}
-		dst = append(dst, b)
-	}
-	return dst, true
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
 // serveTopic answers /topics/{name} (CONTRACT D4): PUT or POST publish the body as the retained value
 // (201 on create, 204 on update), GET and HEAD return it with its Content-Type and ETag (304 on a
 // matching If-None-Match), DELETE removes it, and a WebSocket upgrade subscribes.
@@ -62,13 +25,14 @@ func unhex(c byte) (byte, bool) {
 // a client spells it, as nginx decodes a path before matching its locations.
 func (r *Router) serveTopic(taskID int, c *conn.Connection, name []byte) error {
 	if bytes.IndexByte(name, '%') >= 0 {
-		if taskID < 0 || taskID >= len(r.nameBuf) {
-			return ErrTaskID
-		}
-		var ok bool
-		if name, ok = unescapeName(r.nameBuf[taskID][:0], name); !ok {
+		// The raw path starts with topicPrefix, so the decoded one does too. The decoded name lives
+		// in the connection's scratch buffer, which the drain of an unread body reuses: every branch
+		// below is done with name before it answers.
+		path, err := c.DecodedPath()
+		if err != nil {
 			return c.Reply(400, textPlain, bodyBadTopicName)
 		}
+		name = path[len(topicPrefix):]
 	}
 	if !topics.ValidName(name) {
 		return c.Reply(400, textPlain, bodyBadTopicName)
@@ -132,7 +96,7 @@ func (r *Router) getTopic(c *conn.Connection, name, buf []byte) error {
 	if err := c.SetHeader("Cache-Control", "no-cache"); err != nil {
 		return err
 	}
-	if inm := c.Header("If-None-Match"); inm != nil && etagMatches(inm, etag) {
+	if inm := c.Header("If-None-Match"); inm != nil && conn.MatchETag(inm, etag) {
 		return c.WriteHeader(304)
 	}
 	if len(ctype) > 0 {
@@ -146,24 +110,6 @@ func (r *Router) getTopic(c *conn.Connection, name, buf []byte) error {
 	}
 	_, err = c.Write(buf[:n])
 	return err
-}
-
-// etagMatches reports whether the If-None-Match list inm holds etag or "*" (weak comparison, RFC 9110
-// 13.1.2); it walks the list in place, so that a revalidation allocates nothing (CONTRACT H22).
-func etagMatches(inm, etag []byte) bool {
-	for len(inm) > 0 {
-		var t []byte
-		if i := bytes.IndexByte(inm, ','); i >= 0 {
-			t, inm = inm[:i], inm[i+1:]
-		} else {
-			t, inm = inm, nil
-		}
-		t = bytes.TrimPrefix(bytes.TrimSpace(t), []byte("W/"))
-		if bytes.Equal(t, []byte("*")) || bytes.Equal(t, etag) {
-			return true
-		}
-	}
-	return false
 }
 
 // publishTopic reads the body (bounded by the hub's value limit: 413 beyond it) and publishes it.

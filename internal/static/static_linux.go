@@ -396,29 +396,11 @@ func serveFile(c *conn.Connection, f *file, ctype string, gzipped bool) error {
 // notModified applies If-None-Match, else If-Modified-Since (RFC 9110 13.2.2).
 func notModified(c *conn.Connection, etag []byte, mtime time.Time) bool {
 	if inm := c.Header("If-None-Match"); inm != nil {
-		return etagListMatches(inm, etag)
+		return conn.MatchETag(inm, etag)
 	}
 	if ims := c.Header("If-Modified-Since"); ims != nil {
 		t, ok := parseHTTPDate(ims)
 		return ok && !mtime.Truncate(time.Second).After(t)
-	}
-	return false
-}
-
-// etagListMatches reports whether the If-None-Match list holds etag or "*", by weak comparison
-// (RFC 9110 13.1.2), without allocating: browsers revalidate every cached file with it.
-func etagListMatches(list, etag []byte) bool {
-	for len(list) > 0 {
-		var t []byte
-		if i := bytes.IndexByte(list, ','); i >= 0 {
-			t, list = list[:i], list[i+1:]
-		} else {
-			t, list = list, nil
-		}
-		t = bytes.TrimPrefix(bytes.TrimSpace(t), []byte("W/"))
-		if bytes.Equal(t, []byte("*")) || bytes.Equal(t, etag) {
-			return true
-		}
 	}
 	return false
 }

@@ -1,5 +1,7 @@
 package conn
 
+import "bytes"
+
 // Byte classes of RFC 9110 5.6.2 (token) and 5.5 (field values), as lookup tables.
 var (
 	tokenTable  [256]bool // tchar
@@ -117,4 +119,19 @@ func unhex(c byte) (byte, bool) {
 		return c - 'A' + 10, true
 	}
 	return 0, false
+}
+
+// MatchETag reports whether the If-None-Match field value ifNoneMatch lists etag, or is "*", by the
+// weak comparison RFC 9110 13.1.2 asks of If-None-Match (a "W/" prefix does not count). It walks the
+// list in place and allocates nothing: browsers revalidate every cached response with it.
+func MatchETag(ifNoneMatch, etag []byte) bool {
+	for list := ifNoneMatch; len(list) > 0; {
+		var t []byte
+		t, list = nextToken(list)
+		t = bytes.TrimPrefix(t, []byte("W/"))
+		if bytes.Equal(t, []byte("*")) || bytes.Equal(t, etag) {
+			return true
+		}
+	}
+	return false
 }

@@ -75,6 +75,25 @@ func TestS9_SetClosing(t *testing.T) {
 	})
 }
 
+// flushThenSetClosing writes "hello", flushes the head and it out, calls SetClosing, then writes
+// "world"; length is the Content-Length to declare first, or -1 for a chunked body.
+func flushThenSetClosing(length int64) handlerFunc {
+	return func(c *conn.Connection, info reqInfo, s *memStream) error {
+		if length >= 0 {
+			c.SetContentLength(length)
+		}
+		if _, err := c.WriteString("hello"); err != nil {
+			return err
+		}
+		if err := c.Flush(); err != nil {
+			return err
+		}
+		c.SetClosing()
+		_, err := c.WriteString("world")
+		return err
+	}
+}
+
 // TestS9_SetClosingAfterHeadSent checks SetClosing once the response head has gone out (after a Flush,
 // in the middle of a streamed body): the head already promised keep-alive, but the connection closes
 // once the response is complete, and the response stays complete and correctly delimited.
@@ -88,37 +107,16 @@ func TestS9_SetClosingAfterHeadSent(t *testing.T) {
 		framing string // "length" or "chunked"
 	}{
 		{
-			name: "after Flush, Content-Length body",
-			in:   get("/") + get("/never"),
-			handler: func(c *conn.Connection, info reqInfo, s *memStream) error {
-				c.SetContentLength(10)
-				if _, err := c.WriteString("hello"); err != nil {
-					return err
-				}
-				if err := c.Flush(); err != nil {
-					return err
-				}
-				c.SetClosing()
-				_, err := c.WriteString("world")
-				return err
-			},
+			name:    "after Flush, Content-Length body",
+			in:      get("/") + get("/never"),
+			handler: flushThenSetClosing(10),
 			body:    "helloworld",
 			framing: "length",
 		},
 		{
-			name: "after Flush, chunked body",
-			in:   get("/") + get("/never"),
-			handler: func(c *conn.Connection, info reqInfo, s *memStream) error {
-				if _, err := c.WriteString("hello"); err != nil {
-					return err
-				}
-				if err := c.Flush(); err != nil {
-					return err
-				}
-				c.SetClosing()
-				_, err := c.WriteString("world")
-				return err
-			},
+			name:    "after Flush, chunked body",
+			in:      get("/") + get("/never"),
+			handler: flushThenSetClosing(-1),
 			body:    "helloworld",
 			framing: "chunked",
 		},
@@ -143,20 +141,9 @@ func TestS9_SetClosingAfterHeadSent(t *testing.T) {
 			framing: "chunked",
 		},
 		{
-			name: "HTTP/1.0 keep-alive, after Flush, Content-Length body",
-			in:   "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + "GET /never HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-			handler: func(c *conn.Connection, info reqInfo, s *memStream) error {
-				c.SetContentLength(10)
-				if _, err := c.WriteString("hello"); err != nil {
-					return err
-				}
-				if err := c.Flush(); err != nil {
-					return err
-				}
-				c.SetClosing()
-				_, err := c.WriteString("world")
-				return err
-			},
+			name:    "HTTP/1.0 keep-alive, after Flush, Content-Length body",
+			in:      "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + "GET /never HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+			handler: flushThenSetClosing(10),
 			body:    "helloworld",
 			framing: "length",
 		},

@@ -12,6 +12,10 @@
 #      status page, a topic, /echo and a static file with sendfile, then drains on SIGTERM) is allowed
 #      by the unit's SystemCallFilter (@system-service without @privileged): a denied call would fail
 #      with EPERM only on the board.
+#   5. A hung or crashed edged is restarted: started with the unit's Environment= and sent the unit's
+#      WatchdogSignal (what systemd sends when WatchdogSec expires), edged must end with a status that
+#      RestartPreventExitStatus does not list, and leave its goroutine dump on stderr for the journal.
+#      Without the unit's environment the Go runtime ends it with status 2, which shows the check can fail.
 # Usage: scripts/test-systemd.sh [EDGED_BINARY] (default bin/edged; make test-systemd builds it).
 set -euo pipefail
 
@@ -207,6 +211,79 @@ else
 fi
 if ! grep -q '^[0-9]* *sendfile' "$trace"; then
 	echo "test-systemd: edged did not call sendfile serving big.bin: the trace does not cover static files" >&2
+	fail=1
+fi
+
+# 5. The watchdog's signal (and a crash, which the Go runtime ends the same way) against the unit's
+# restart policy.
+unit=deploy/systemd/edged.service
+watchdog_signal=$(sed -n 's/^WatchdogSignal=//p' "$unit")
+watchdog_signal=${watchdog_signal:-SIGABRT}
+prevent=$(sed -n 's/^RestartPreventExitStatus=//p' "$unit")
+unit_env=()
+while IFS= read -r line; do
+	read -ra words <<<"$line"
+	unit_env+=("${words[@]}")
+done < <(sed -n 's/^Environment=//p' "$unit")
+
+# signalled_status ENV...: the status (as bash reports it: 128+N for signal N) of edged started with
+# ENV and PATH only, sent the watchdog signal once it serves; its stderr is left in $root/abort.log.
+signalled_status() {
+	local alog=$root/abort.log pid status=0 i started=0
+	: >"$alog"
+	# No core file: the kernel would write it into the working directory.
+	(ulimit -c 0 && exec env -i PATH=/usr/bin:/bin "$@" "$edged" serve --listen 127.0.0.1:0 >/dev/null 2>"$alog") &
+	pid=$!
+	for ((i = 0; i < 400; i++)); do
+		if grep -q 'msg="edged started"' "$alog"; then
+			started=1
+			break
+		fi
+		sleep 0.05
+	done
+	if ((!started)); then
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		echo "not-started"
+		return
+	fi
+	kill -s "$watchdog_signal" "$pid"
+	{ wait "$pid"; } 2>/dev/null || status=$?
+	echo "$status"
+}
+
+# prevented STATUS: whether RestartPreventExitStatus keeps systemd from restarting after STATUS (exit
+# codes are numbers there, signals names).
+prevented() {
+	local tok sig=
+	if (($1 > 128)); then
+		sig=$(kill -l "$(($1 - 128))")
+	fi
+	for tok in $prevent; do
+		if [[ -n $sig && ($tok == "SIG$sig" || $tok == "$sig") ]] || [[ -z $sig && $tok == "$1" ]]; then
+			return 0
+		fi
+	done
+	return 1
+}
+
+status=$(signalled_status "${unit_env[@]}")
+if [[ $status == not-started ]]; then
+	echo "test-systemd: edged did not start with the unit's environment (${unit_env[*]}):" >&2
+	cat "$root/abort.log" >&2
+	fail=1
+elif ((status == 0)) || prevented "$status"; then
+	echo "test-systemd: with the unit's environment (${unit_env[*]}) edged ended with status $status on $watchdog_signal, after which RestartPreventExitStatus=$prevent keeps systemd from restarting it: a hung or crashed edged would stay down" >&2
+	fail=1
+elif ! grep -q '^goroutine ' "$root/abort.log"; then
+	echo "test-systemd: edged left no goroutine dump on $watchdog_signal: the journal would not say where it hung" >&2
+	fail=1
+else
+	echo "test-systemd: on $watchdog_signal (WatchdogSec expired) edged ends with status $status, which Restart=on-failure restarts, after its goroutine dump"
+fi
+status=$(signalled_status)
+if [[ $status != 2 ]]; then
+	echo "test-systemd: without the unit's environment edged ended with status $status on $watchdog_signal, not the Go runtime's 2: the check above proves nothing" >&2
 	fail=1
 fi
 

@@ -34,7 +34,8 @@ CROSS_TARGETS := amd64:amd64: arm64:arm64: armv6:arm:6 armv7:arm:7
 
 # Debian packages (make deb, CONTRACT P2): DEB_ARCH:cross NAME. armhf ships the GOARM=6 build, so that
 # one package runs on every Pi. DEB_VERSION is VERSION mapped to a valid Debian version by
-# scripts/deb-version.sh (0e62b1f-dirty -> 0.0.0~git0e62b1f.dirty, v1.2.3-4-g0e62b1f -> 1.2.3+git4.0e62b1f).
+# scripts/deb-version.sh (0e62b1f-dirty, 96 commits deep -> 0.0.0~git96.0e62b1f.dirty,
+# v1.2.3-4-g0e62b1f -> 1.2.3+git4.0e62b1f).
 DEB_TARGETS := amd64:amd64 arm64:arm64 armhf:armv6
 DEB_CROSS := amd64:amd64: arm64:arm64: armv6:arm:6
 DEB_VERSION ?= $(shell bash scripts/deb-version.sh '$(VERSION)')

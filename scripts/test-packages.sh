@@ -77,29 +77,45 @@ deb_file() {
 
 # --- 0: the version mapping of scripts/deb-version.sh ------------------------------------------------
 
-# Each `git describe` maps to the version beside it, and the versions are in increasing order.
+# Each `git describe` (with the commit count of an untagged one, or -) maps to the version beside it,
+# and the versions are in increasing order: the untagged ones by their count, not their hash.
 previous=
-while read -r describe want; do
-	got=$(bash scripts/deb-version.sh "$describe") || got="(error)"
-	expect_eq "deb-version.sh $describe" "$got" "$want"
+while read -r describe commits want; do
+	args=("$describe")
+	[[ $commits != - ]] && args+=("$commits")
+	got=$(bash scripts/deb-version.sh "${args[@]}") || got="(error)"
+	expect_eq "deb-version.sh ${args[*]}" "$got" "$want"
 	if [[ -n $previous ]] && ! dpkg --compare-versions "$previous" lt "$got"; then
 		fail "deb-version.sh: $previous does not sort before $got"
 	fi
 	previous=$got
 done <<'CASES'
-0.0.0-dev         0.0.0~dev
-0e62b1f           0.0.0~git0e62b1f
-0e62b1f-dirty     0.0.0~git0e62b1f.dirty
-v1.2.3-rc1        1.2.3~rc1
-v1.2.3-rc1-2-gabcdef0 1.2.3~rc1+git2.abcdef0
-v1.2.3            1.2.3
-v1.2.3-dirty      1.2.3+dirty
-v1.2.3-4-g0e62b1f 1.2.3+git4.0e62b1f
-v1.2.3-4-g0e62b1f-dirty 1.2.3+git4.0e62b1f.dirty
-v1.2.3-12-g0e62b1f 1.2.3+git12.0e62b1f
+0.0.0-dev         -  0.0.0~dev
+fe62b1f           9  0.0.0~git9.fe62b1f
+0e62b1f           10 0.0.0~git10.0e62b1f
+0e62b1f-dirty     10 0.0.0~git10.0e62b1f.dirty
+a0e62b1           11 0.0.0~git11.a0e62b1
+v1.2.3-rc1        -  1.2.3~rc1
+v1.2.3-rc1-2-gabcdef0 - 1.2.3~rc1+git2.abcdef0
+v1.2.3            -  1.2.3
+v1.2.3-dirty      -  1.2.3+dirty
+v1.2.3-4-g0e62b1f -  1.2.3+git4.0e62b1f
+v1.2.3-4-g0e62b1f-dirty - 1.2.3+git4.0e62b1f.dirty
+v1.2.3-12-g0e62b1f -  1.2.3+git12.0e62b1f
 CASES
 if bash scripts/deb-version.sh 'not a version' >/dev/null 2>&1; then
 	fail "deb-version.sh accepted 'not a version'"
+fi
+if bash scripts/deb-version.sh 0e62b1f x >/dev/null 2>&1; then
+	fail "deb-version.sh accepted the commit count 'x'"
+fi
+# Without a count, an untagged build's is its commit's in this repository (the Makefile passes none);
+# a hash that is no commit here has none.
+if bash scripts/deb-version.sh 0000000 >/dev/null 2>&1; then
+	fail "deb-version.sh mapped 0000000, which is no commit here, without a count"
+fi
+if head=$(git rev-parse --short HEAD 2>/dev/null); then
+	expect_eq "deb-version.sh $head" "$(bash scripts/deb-version.sh "$head")" "0.0.0~git$(git rev-list --count HEAD).$head"
 fi
 
 # --- 1-4: each package -------------------------------------------------------------------------------

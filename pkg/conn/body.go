@@ -239,7 +239,10 @@ func (c *Connection) chunkByte(b byte) error {
 		case ';':
 			c.cs = csExt
 		case '\r':
+			// The CR ending a plain size line is framing, not an extension: counting it would refuse
+			// any body of more than B chunks (CONTRACT H9 bounds extensions and trailers only).
 			c.cs = csSizeLF
+			return nil
 		default:
 			return wrapProto(ErrChunkedFraming, "invalid chunk size")
 		}

@@ -129,6 +129,12 @@ func TestH9_Chunked(t *testing.T) {
 			want: []wantResp{ok("a"), ok("")}, end: errClean,
 		},
 		{
+			name: "many small chunks without extensions are not bounded by B",
+			cfg:  conn.Config{BufferSize: 256},
+			in:   chunkedPost("/c", strings.Repeat("1\r\na\r\n", 1000)+"0\r\n\r\n") + get("/2"),
+			want: []wantResp{ok(strings.Repeat("a", 1000)), ok("")}, end: errClean,
+		},
+		{
 			name: "trailer bytes over the bound",
 			cfg:  conn.Config{BufferSize: 256},
 			in:   chunkedPost("/c", "1\r\na\r\n0\r\n"+strings.Repeat("X-T: "+strings.Repeat("t", 40)+"\r\n", 10)+"\r\n"),

@@ -67,9 +67,12 @@ func (s *settings) sessionLimit() int {
 
 // poolConfig returns the WebSocket session pool of s.
 func (s *settings) poolConfig() ws.PoolConfig {
+	// A session starts with what the worker read past the handshake, up to B bytes: its read buffer
+	// must hold them, or the session is refused and they are lost (CONTRACT H1, W9).
+	wc := ws.Config{MaxMessage: int(s.wsMaxMessage), ReadBufferSize: max(ws.DefaultReadBufferSize, s.bufferSize)}
 	return ws.PoolConfig{
 		MaxSessions:  s.sessionLimit(),
-		Conn:         ws.Config{MaxMessage: int(s.wsMaxMessage)},
+		Conn:         wc,
 		PingInterval: s.wsPingInterval,
 		WriteTimeout: s.ioTimeout,
 	}

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +94,59 @@ func TestD8_BudgetCountsStatusTopic(t *testing.T) {
 	s.enableEcho = true
 	if got, want := s.memoryBudget().routes, int64(rc.BufferBytes()); got != want {
 		t.Errorf("routes budget %d, but the router's own count is %d", got, want)
+	}
+}
+
+// TestW9_SessionTakesWhatTheWorkerBufferedPastTheHandshake: with a --buffer-size larger than the
+// WebSocket read buffer's default, frames that arrive with the upgrade request (up to B bytes) reach
+// the session instead of getting it refused with 1009 (CONTRACT H1: nothing read is lost).
+func TestW9_SessionTakesWhatTheWorkerBufferedPastTheHandshake(t *testing.T) {
+	s := defaultSettings()
+	s.listen, s.bufferSize, s.enableEcho = "127.0.0.1:0", 16<<10, true
+	d, err := build(&s, slog.New(slog.NewTextHandler(io.Discard, nil)), listeners{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	c, err := net.DialTimeout("tcp", d.main.Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	// One masked binary frame of 8000 bytes (mask 0: the payload is sent as is), in the same write
+	// as the handshake.
+	payload := bytes.Repeat([]byte("q"), 8000)
+	frame := append([]byte{0x82, 0x80 | 126, byte(len(payload) >> 8), byte(len(payload)), 0, 0, 0, 0}, payload...)
+	req := "GET /echo HTTP/1.1\r\nHost: " + d.main.Addr() + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := c.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the handshake: %v", err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	hdr := make([]byte, 4)
+	if _, err := io.ReadFull(br, hdr); err != nil {
+		t.Fatal(err)
+	}
+	if hdr[0] != 0x82 || hdr[1] != 126 || int(hdr[2])<<8|int(hdr[3]) != len(payload) {
+		rest, _ := br.Peek(br.Buffered())
+		t.Fatalf("first frame header % x (then %q), want the 8000-byte binary message echoed", hdr, rest)
 	}
 }

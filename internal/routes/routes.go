@@ -206,6 +206,10 @@ func (r *Router) serveEcho(taskID int, c *conn.Connection) error {
 	}
 	buf := r.scratch[taskID]
 	if ct := c.Header("Content-Type"); ct != nil {
+		if len(ct) > topics.MaxContentTypeLen {
+			// The response's header space is bounded; one limit for the daemon, as for topics.
+			return c.Reply(415, textPlain, bodyContentTypeTooLong)
+		}
 		if err := c.SetHeaderBytes("Content-Type", ct); err != nil {
 			return err
 		}

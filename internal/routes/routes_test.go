@@ -229,6 +229,19 @@ func TestEcho(t *testing.T) {
 	}
 }
 
+// TestD8_EchoContentTypeBounded: /echo sends the request's Content-Type back; one longer than 128
+// bytes, which the response's header space need not hold, gets 415 (as /topics does) instead of a 500,
+// and the connection stays usable.
+func TestD8_EchoContentTypeBounded(t *testing.T) {
+	r := New(Config{Workers: 1, EnableEcho: true})
+	long := "application/x-" + strings.Repeat("a", 1100)
+	resps, bodies := do(t, r, "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Type: "+long+"\r\nContent-Length: 2\r\n\r\nhi"+
+		"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi")
+	if len(resps) != 2 || resps[0].StatusCode != 415 || resps[1].StatusCode != 200 || string(bodies[1]) != "hi" {
+		t.Fatalf("got %d responses: %v", len(resps), resps)
+	}
+}
+
 func TestEchoWithoutContentType(t *testing.T) {
 	r := New(Config{Workers: 1, EnableEcho: true})
 	raw, _, err := exchange(t, r, conn.Config{}, 0, 0, "GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")

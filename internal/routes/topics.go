@@ -14,6 +14,9 @@ import (
 var (
 	topicPrefix      = []byte("/topics/")
 	bodyBadTopicName = []byte("invalid topic name: 1-128 characters of A-Z a-z 0-9 . _ - /\n")
+	// bodyContentTypeTooLong answers a Content-Type longer than topics.MaxContentTypeLen, which
+	// /topics stores and /echo sends back.
+	bodyContentTypeTooLong = []byte("Content-Type longer than 128 bytes\n")
 )
 
 // serveTopic answers /topics/{name} (CONTRACT D4): PUT or POST publish the body as the retained value
@@ -146,7 +149,7 @@ func (r *Router) publishTopic(c *conn.Connection, name, buf []byte) error {
 	ctype := c.Header("Content-Type")
 	if len(ctype) > topics.MaxContentTypeLen {
 		// CONTRACT D8: the budget counts MaxContentTypeLen bytes of content type per topic.
-		return c.Reply(415, textPlain, []byte("Content-Type longer than 128 bytes\n"))
+		return c.Reply(415, textPlain, bodyContentTypeTooLong)
 	}
 	created, err := r.hub.Publish(name, ctype, !isText(ctype, buf[:n]), buf[:n])
 	switch {

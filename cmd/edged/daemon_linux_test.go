@@ -17,11 +17,15 @@ import (
 	"github.com/edged/edged/pkg/server"
 )
 
-// testDaemon builds the daemon with its defaults on loopback ports, /metrics on a listener of its own.
-func testDaemon(t *testing.T) *daemon {
+// testDaemon builds the daemon with its defaults on loopback ports, /metrics on a listener of its own,
+// after set (if any) has changed the settings.
+func testDaemon(t *testing.T, set func(*settings)) *daemon {
 	t.Helper()
 	s := defaultSettings()
 	s.listen, s.metricsListen = "127.0.0.1:0", "127.0.0.1:0"
+	if set != nil {
+		set(&s)
+	}
 	d, err := build(&s, slog.New(slog.NewTextHandler(io.Discard, nil)), listeners{})
 	if err != nil {
 		t.Fatal(err)
@@ -29,19 +33,25 @@ func testDaemon(t *testing.T) *daemon {
 	return d
 }
 
-// TestD7_AliveChecksBothServers: the watchdog's check covers the main server and the metrics server:
-// with the metrics server gone it fails and names it.
-func TestD7_AliveChecksBothServers(t *testing.T) {
-	d := testDaemon(t)
+// runDaemon runs d until the test ends, and checks that it then stops cleanly.
+func runDaemon(t *testing.T, d *daemon) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.run(ctx) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
-	}()
+	})
+}
+
+// TestD7_AliveChecksBothServers: the watchdog's check covers the main server and the metrics server:
+// with the metrics server gone it fails and names it.
+func TestD7_AliveChecksBothServers(t *testing.T) {
+	d := testDaemon(t, nil)
+	runDaemon(t, d)
 	check := func() error {
 		c, stop := context.WithTimeout(context.Background(), 5*time.Second)
 		defer stop()
@@ -61,7 +71,7 @@ func TestD7_AliveChecksBothServers(t *testing.T) {
 // TestD7_ServerFailureEndsDaemon: when a server's Serve fails, run drains the other and returns the
 // error (so that edged exits 1 and systemd restarts it) instead of waiting for a signal.
 func TestD7_ServerFailureEndsDaemon(t *testing.T) {
-	d := testDaemon(t)
+	d := testDaemon(t, nil)
 	// Shutdown before Serve makes Serve fail at once with ErrServerClosed, as a failed epoll would.
 	if err := d.metricsS.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
@@ -101,21 +111,8 @@ func TestD8_BudgetCountsStatusTopic(t *testing.T) {
 // WebSocket read buffer's default, frames that arrive with the upgrade request (up to B bytes) reach
 // the session instead of getting it refused with 1009 (CONTRACT H1: nothing read is lost).
 func TestW9_SessionTakesWhatTheWorkerBufferedPastTheHandshake(t *testing.T) {
-	s := defaultSettings()
-	s.listen, s.bufferSize, s.enableEcho = "127.0.0.1:0", 16<<10, true
-	d, err := build(&s, slog.New(slog.NewTextHandler(io.Discard, nil)), listeners{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	d := testDaemon(t, func(s *settings) { s.bufferSize, s.enableEcho = 16<<10, true })
+	runDaemon(t, d)
 	c, err := net.DialTimeout("tcp", d.main.Addr(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -534,6 +534,10 @@ func TestW5_PongWriteFailureEndsSession(t *testing.T) {
 	h := nopHandler{closed: make(chan struct{})}
 	s.Start(tr, nil, h)
 
+	// The pinger writes without a deadline: one that gave up while the session was merely slow (a
+	// loaded machine, qemu) would leave pongs that all fit the buffers, and no write would fail. A
+	// timed-out write could also leave half a ping in the stream. It ends when the session closes
+	// the socket, or when the test ends and unblocks it.
 	stop := make(chan struct{})
 	pinger := make(chan struct{})
 	go func() {
@@ -545,13 +549,12 @@ func TestW5_PongWriteFailureEndsSession(t *testing.T) {
 				return
 			default:
 			}
-			_ = cli.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if _, err := cli.Write(ping); err != nil {
-				return // the session stopped reading, or closed the socket
+				return // the session closed the socket, or the test ended
 			}
 		}
 	}()
-	defer func() { close(stop); <-pinger }()
+	defer func() { close(stop); _ = cli.SetWriteDeadline(time.Now()); <-pinger }()
 
 	var failed tcpWrite
 	for pongs := 0; failed.err == nil; pongs++ {

@@ -372,7 +372,10 @@ func TestH19_UnboundSocketKeepsItsSlot(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 101 ") || !strings.HasSuffix(string(b), "\r\n\r\ntaken over") {
 		t.Fatalf("read %q, %v", b, err)
 	}
-	if ts.Stats().SocketsOpen != 0 || rec.closedCount(ReasonUnbound) != 1 {
+	// Released, the socket lingers until the client closes too (CONTRACT S8, W6).
+	cl.c.Close()
+	waitFor(t, "the released socket to close", func() bool { return ts.Stats().SocketsOpen == 0 })
+	if rec.closedCount(ReasonUnbound) != 1 {
 		t.Fatalf("stats %+v, observer %v", ts.Stats(), rec)
 	}
 

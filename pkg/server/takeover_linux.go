@@ -63,7 +63,8 @@ func (t *TakenStream) wakeup() {
 	}
 }
 
-// Close closes the socket and re-arms its slot. Later calls do nothing.
+// Close gives the socket back: it lingers (CONTRACT S8, W6), then closes and re-arms its slot. Later
+// calls do nothing.
 func (t *TakenStream) Close() error {
 	if t.closed.Swap(true) {
 		return nil

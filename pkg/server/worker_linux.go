@@ -272,7 +272,11 @@ func (w *worker) unbind(i int32) {
 	(*h)(w.id, t, func() { t.Close() })
 }
 
-// releaseUnbound closes a socket taken over from HTTP, once.
+// releaseUnbound closes a socket taken over from HTTP, once. Unless the peer already closed, it lingers
+// as after an HTTP response (CONTRACT S8): a session often ends with bytes of its peer unread (the
+// payload of a message refused with 1009, frames after a protocol error or after the peer's close),
+// and closing at once would reset the connection, which throws away what the kernel has not sent
+// yet, the close frame included (CONTRACT W6).
 func (s *Server) releaseUnbound(i int32, gen uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -281,6 +285,16 @@ func (s *Server) releaseUnbound(i int32, gen uint32) {
 		return
 	}
 	s.obs.Closed(ReasonUnbound)
+	if !sl.hup.Load() && !s.forced && !s.pollerGone && unix.Shutdown(int(sl.fd), unix.SHUT_WR) == nil {
+		sl.taken = nil
+		sl.state = slotLingering
+		sl.since = s.clock() + int64(lingerTime)
+		sl.drainLeft = lingerBytes
+		s.lingering.pushBack(s.slots, i)
+		s.fresh = append(s.fresh, i)
+		s.notifyLocked()
+		return
+	}
 	s.closeLocked(i)
 	if s.acceptWaiting || (s.draining && s.open.Load() == 0) {
 		s.notifyLocked()

@@ -25,6 +25,7 @@ func AcceptKey(dst []byte, key []byte) []byte {
 // UpgradeOptions configures the handshake (CONTRACT W2).
 type UpgradeOptions struct {
 	// Subprotocols the server speaks, in order of preference; the first one the client offers is chosen.
+	// Names match case-sensitively (RFC 7936).
 	Subprotocols []string
 	// AllowedOrigins lists the Origin values (scheme://host[:port], ASCII case-insensitive) accepted
 	// besides same-origin requests; "*" accepts any. With none, only requests without Origin or whose
@@ -142,9 +143,36 @@ func chooseSubprotocol(c *conn.Connection, opts *UpgradeOptions) string {
 		return ""
 	}
 	for _, p := range opts.Subprotocols {
-		if c.HasToken("Sec-WebSocket-Protocol", p) {
+		if offersSubprotocol(c, p) {
 			return p
 		}
 	}
 	return ""
 }
+
+// offersSubprotocol reports whether the Sec-WebSocket-Protocol lists of the request name p. Unlike
+// other tokens of the handshake, subprotocol names match case-sensitively (RFC 7936, updating RFC
+// 6455): the answer must be one of the client's values, and a client fails a handshake that names
+// one it did not offer (RFC 6455 4.1).
+func offersSubprotocol(c *conn.Connection, p string) bool {
+	for i := 0; i < c.NumHeaders(); i++ {
+		name, list := c.HeaderAt(i)
+		if !bytes.EqualFold(name, headerProtocol) {
+			continue
+		}
+		for list != nil {
+			tok := list
+			if j := bytes.IndexByte(list, ','); j >= 0 {
+				tok, list = list[:j], list[j+1:]
+			} else {
+				list = nil
+			}
+			if string(bytes.Trim(tok, " \t")) == p {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var headerProtocol = []byte("Sec-WebSocket-Protocol")

@@ -330,6 +330,7 @@ func TestW2_OriginPolicy(t *testing.T) {
 	}
 }
 
+// TestW2_Subprotocol: the first configured subprotocol the client offers is chosen, matched exactly.
 func TestW2_Subprotocol(t *testing.T) {
 	opts := &ws.UpgradeOptions{Subprotocols: []string{"mqtt", "v2.chat"}}
 	for _, tc := range []struct {
@@ -344,6 +345,10 @@ func TestW2_Subprotocol(t *testing.T) {
 		{"none offered", nil, opts, ""},
 		{"none in common", []string{"Sec-WebSocket-Protocol: chat, superchat"}, opts, ""},
 		{"prefix is not a match", []string{"Sec-WebSocket-Protocol: v2.chatty, mq"}, opts, ""},
+		// RFC 7936 and RFC 6455 4.2.2: subprotocol names match case-sensitively, and the answer is one
+		// of the client's values; a client fails a handshake that names one it did not offer.
+		{"case differs: no match", []string{"Sec-WebSocket-Protocol: MQTT, V2.Chat"}, opts, ""},
+		{"case differs, exact one later", []string{"Sec-WebSocket-Protocol: MQTT, v2.chat"}, opts, "v2.chat"},
 		{"none configured", []string{"Sec-WebSocket-Protocol: mqtt"}, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

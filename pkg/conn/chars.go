@@ -7,6 +7,7 @@ var (
 	tokenTable  [256]bool // tchar
 	targetTable [256]bool // visible ASCII allowed in a request-target (RFC 3986 characters, no '#')
 	valueTable  [256]bool // field-vchar, SP and HTAB (obs-text included)
+	hostTable   [256]bool // unreserved and sub-delims of RFC 3986: reg-name, IP-literal contents
 )
 
 func init() {
@@ -24,6 +25,12 @@ func init() {
 	}
 	for c := 0x21; c <= 0x7e; c++ {
 		targetTable[c] = c != '#'
+	}
+	for c := 0; c < 256; c++ {
+		hostTable[c] = tokenTable[c] && c != '#' && c != '^' && c != '`' && c != '|' && c != '%'
+	}
+	for _, c := range "()*,;=" {
+		hostTable[c] = true
 	}
 	valueTable['\t'] = true
 	for c := 0x20; c <= 0xff; c++ {
@@ -107,6 +114,55 @@ func nextToken(list []byte) (elem, rest []byte) {
 		}
 	}
 	return trimOWS(list), nil
+}
+
+// validHost reports whether v is a Host field value, uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986
+// 3.2.2): a reg-name (unreserved, sub-delims, percent-encoded octets) or an IP-literal in brackets,
+// then digits after the colon. An empty value is valid (an authority without a host).
+func validHost(v []byte) bool {
+	i := 0
+	if len(v) > 0 && v[0] == '[' {
+		// IP-literal: IPv6address or IPvFuture, whose characters are unreserved, sub-delims and ':';
+		// '%' as well, for the zone of a link-local address (RFC 6874).
+		for i = 1; i < len(v) && v[i] != ']'; i++ {
+			if !hostTable[v[i]] && v[i] != ':' && v[i] != '%' {
+				return false
+			}
+		}
+		if i == len(v) || i == 1 {
+			return false
+		}
+		i++
+	} else {
+		for ; i < len(v) && v[i] != ':'; i++ {
+			if v[i] == '%' {
+				if i+2 >= len(v) {
+					return false
+				}
+				if _, ok := unhex(v[i+1]); !ok {
+					return false
+				}
+				if _, ok := unhex(v[i+2]); !ok {
+					return false
+				}
+				i += 2
+			} else if !hostTable[v[i]] {
+				return false
+			}
+		}
+	}
+	if i == len(v) {
+		return true
+	}
+	if v[i] != ':' {
+		return false
+	}
+	for _, c := range v[i+1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func unhex(c byte) (byte, bool) {

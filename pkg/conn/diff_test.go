@@ -46,6 +46,9 @@ var diffCases = []struct{ name, raw string }{
 	{"HTTP/1", "GET / HTTP/1\r\nHost: x\r\n\r\n"},
 	{"missing Host", "GET / HTTP/1.1\r\n\r\n"},
 	{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"},
+	{"Host with a space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n"},
+	{"Host with a path", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"},
+	{"Host IPv6 literal with port", "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"},
 	{"space before colon", "GET / HTTP/1.1\r\nHost: x\r\nX-A : 1\r\n\r\n"},
 	{"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n"},
 	{"NUL in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n"},
@@ -96,9 +99,11 @@ var netHTTPDifferences = map[string]string{
 	"chunk extension with BWS": "RFC 9112 7.1.1 allows BWS before ';' in a chunk extension; net/http parses the size up to ';' and refuses the space",
 
 	// edged refuses, net/http's ReadRequest accepts (its Server adds these checks).
-	"HTTP/2.0":     "CONTRACT H4: 505 for a major version other than 1; ReadRequest parses any HTTP/x.y, net/http's Server then answers 505 too",
-	"HTTP/0.9":     "CONTRACT H4: 505 for major version 0; ReadRequest parses it, net/http's Server answers 505 too",
-	"missing Host": "CONTRACT H6: HTTP/1.1 without Host is 400; ReadRequest leaves the check to net/http's Server, which answers 400 too",
+	"HTTP/2.0":          "CONTRACT H4: 505 for a major version other than 1; ReadRequest parses any HTTP/x.y, net/http's Server then answers 505 too",
+	"HTTP/0.9":          "CONTRACT H4: 505 for major version 0; ReadRequest parses it, net/http's Server answers 505 too",
+	"missing Host":      "CONTRACT H6: HTTP/1.1 without Host is 400; ReadRequest leaves the check to net/http's Server, which answers 400 too",
+	"Host with a space": "CONTRACT H6 / RFC 9112 3.2: an invalid Host value is 400; ReadRequest leaves the check to net/http's Server, which answers 400 too",
+	"Host with a path":  "CONTRACT H6 / RFC 9112 3.2: an invalid Host value is 400; ReadRequest leaves the check to net/http's Server, which answers 400 too",
 
 	// edged refuses, net/http accepts: edged is strict where net/http is lenient.
 	"asterisk for GET":           "RFC 9112 3.2.4: asterisk-form only for OPTIONS; net/http takes '*' as the path of any method",

@@ -207,6 +207,11 @@ func (c *Connection) parseHeaderLine(line []byte) error {
 	switch len(name) {
 	case 4:
 		if equalFold(name, "host") {
+			// RFC 9112 3.2: a Host that is not uri-host [":" port] is refused like a missing one,
+			// before a handler or a same-origin check can take it for an authority (CONTRACT H6).
+			if !validHost(value) {
+				return wrapProto(ErrBadRequest, "invalid Host")
+			}
 			hs.hosts++
 		}
 	case 6:

@@ -341,3 +341,17 @@ func TestH7_ConnectionHeader(t *testing.T) {
 		{name: "HTTP/1.0 keep-alive then close", in: "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", want: []wantResp{{status: 200, body: ""}}, end: nil},
 	})
 }
+
+// TestH6_HostValue: RFC 9112 3.2 asks for 400 on a Host field value that is not uri-host [":" port],
+// as for a missing or repeated Host (CONTRACT H6).
+func TestH6_HostValue(t *testing.T) {
+	host := func(v string) string { return "GET / HTTP/1.1\r\nHost: " + v + "\r\n\r\n" }
+	var cases []hcase
+	for _, v := range []string{"a b", "a/b", "u@h", "h, h", "h:80x", "h:80:90", "[::1", "[]", "[::1]x", "h%2", "h%zz", "h\\x", "h\"", "<h>", "h{1}"} {
+		cases = append(cases, hcase{name: "invalid " + strconv.Quote(v), in: host(v) + get("/never"), want: []wantResp{bad(400)}, end: conn.ErrBadRequest})
+	}
+	for _, v := range []string{"example.com", "h:8080", "h:", "127.0.0.1:80", "[::1]:8080", "[fe80::1%25eth0]", "[v1.x]", "my_host.local", "xn--bcher-kva.example", "a%41b", "h!$&'()*+,;=~-"} {
+		cases = append(cases, hcase{name: "valid " + strconv.Quote(v), in: host(v), want: []wantResp{ok("")}, seen: []reqInfo{{"Host": v}}, end: errClean})
+	}
+	runCases(t, cases)
+}

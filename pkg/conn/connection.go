@@ -30,6 +30,7 @@ type Connection struct {
 	methodName  []byte
 	target      []byte
 	path, query []byte
+	authority   []byte // host[:port] of an absolute-form target; nil for the other forms
 	minor       uint8
 	keepAlive   bool
 	connUpgrade bool
@@ -196,7 +197,7 @@ func (c *Connection) beginExchange() {
 	c.headDeadline = time.Time{}
 	c.deadline = time.Time{}
 	c.nhdr = 0
-	c.method, c.methodName, c.target, c.path, c.query = MethodOther, nil, nil, nil, nil
+	c.method, c.methodName, c.target, c.path, c.query, c.authority = MethodOther, nil, nil, nil, nil, nil
 	c.minor, c.keepAlive, c.connUpgrade, c.expect100, c.sent100 = 1, false, false, false, false
 	c.bodyKind, c.bodyDone, c.bodyErr = bodyNone, false, nil
 	c.reqCL, c.bodyRemain, c.bodyRead, c.cs, c.chunkRemain, c.sizeDigits, c.metaBytes = 0, 0, 0, csSize, 0, 0, 0
@@ -333,6 +334,16 @@ func (c *Connection) Path() []byte { return c.path }
 
 // Query returns the part of the target after '?', without the '?'; nil when absent.
 func (c *Connection) Query() []byte { return c.query }
+
+// Host returns the authority the request is for: the host[:port] of an absolute-form target, else
+// the Host field value (nil for an HTTP/1.0 request without Host). RFC 9112 3.2.2: with an
+// absolute-form target the Host field is ignored, as net/http's Request.Host does.
+func (c *Connection) Host() []byte {
+	if c.authority != nil {
+		return c.authority
+	}
+	return c.Header("Host")
+}
 
 // DecodedPath returns Path percent-decoded into the connection's scratch buffer, valid until the next
 // call. It refuses (ErrBadRequest) malformed escapes and an encoded NUL.

@@ -69,6 +69,9 @@ func recordRequest(c *conn.Connection) reqInfo {
 	if h := c.Header("Host"); h != nil {
 		info["Host"] = string(h)
 	}
+	if h := c.Host(); h != nil {
+		info["Authority"] = string(h)
+	}
 	var hs []string
 	for i := 0; i < c.NumHeaders(); i++ {
 		name, value := c.HeaderAt(i)

@@ -378,6 +378,20 @@ func (c *Connection) splitTarget() error {
 		rest := t[i+3:]
 		j := bytes.IndexAny(rest, "/?")
 		if j < 0 {
+			j = len(rest)
+		}
+		// The authority stands in for Host (RFC 9112 3.2.2), without its deprecated userinfo
+		// (RFC 9110 4.2.4); it must be a valid host, and http(s) URIs need one (RFC 9110 4.2.1).
+		auth := rest[:j]
+		if k := bytes.LastIndexByte(auth, '@'); k >= 0 {
+			auth = auth[k+1:]
+		}
+		scheme := t[:i]
+		if !validHost(auth) || len(auth) == 0 && (equalFold(scheme, "http") || equalFold(scheme, "https")) {
+			return wrapProto(ErrBadRequest, "malformed authority in absolute-form target")
+		}
+		c.authority = auth
+		if j == len(rest) {
 			c.path = slashPath
 			return nil
 		}

@@ -355,3 +355,19 @@ func TestH6_HostValue(t *testing.T) {
 	}
 	runCases(t, cases)
 }
+
+// TestH3_AbsoluteFormAuthority: RFC 9112 3.2.2 asks an origin server to take the host of an
+// absolute-form target and ignore Host; Host() says which authority a request is for (CONTRACT H3).
+func TestH3_AbsoluteFormAuthority(t *testing.T) {
+	runCases(t, []hcase{
+		{name: "absolute-form wins over Host", in: "GET http://h:8080/p HTTP/1.1\r\nHost: other\r\n\r\n", want: []wantResp{ok("")}, seen: []reqInfo{{"Authority": "h:8080", "Host": "other", "Path": "/p"}}, end: errClean},
+		{name: "absolute-form without path", in: "GET http://h HTTP/1.1\r\nHost: other\r\n\r\n", want: []wantResp{ok("")}, seen: []reqInfo{{"Authority": "h", "Path": "/"}}, end: errClean},
+		{name: "absolute-form with query only", in: "GET http://h?q HTTP/1.1\r\nHost: h\r\n\r\n", want: []wantResp{ok("")}, seen: []reqInfo{{"Authority": "h", "Path": "/", "Query": "q"}}, end: errClean},
+		{name: "userinfo is not part of the host", in: "GET https://user:pw@h:8443/a HTTP/1.1\r\nHost: h:8443\r\n\r\n", want: []wantResp{ok("")}, seen: []reqInfo{{"Authority": "h:8443"}}, end: errClean},
+		{name: "IPv6 literal", in: "GET http://[::1]:80/ HTTP/1.1\r\nHost: x\r\n\r\n", want: []wantResp{ok("")}, seen: []reqInfo{{"Authority": "[::1]:80"}}, end: errClean},
+		{name: "origin-form takes Host", in: "GET /p HTTP/1.1\r\nHost: h:1\r\n\r\n", want: []wantResp{ok("")}, seen: []reqInfo{{"Authority": "h:1"}}, end: errClean},
+		{name: "empty host in an http URI", in: "GET http:///p HTTP/1.1\r\nHost: x\r\n\r\n" + get("/never"), want: []wantResp{bad(400)}, end: conn.ErrBadRequest},
+		{name: "invalid host in the target", in: "GET http://a%zz/p HTTP/1.1\r\nHost: x\r\n\r\n" + get("/never"), want: []wantResp{bad(400)}, end: conn.ErrBadRequest},
+		{name: "port with letters in the target", in: "GET http://h:8o/p HTTP/1.1\r\nHost: x\r\n\r\n" + get("/never"), want: []wantResp{bad(400)}, end: conn.ErrBadRequest},
+	})
+}

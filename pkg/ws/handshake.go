@@ -80,7 +80,8 @@ func originAllowed(c *conn.Connection, opts *UpgradeOptions) bool {
 			}
 		}
 	}
-	// Same origin: the host[:port] after the scheme equals Host.
+	// Same origin: the host[:port] after the scheme equals the request's authority (Host, or the
+	// authority of an absolute-form target, which RFC 9112 3.2.2 puts in place of Host).
 	i := bytes.Index(origin, []byte("://"))
 	if i < 0 {
 		return false
@@ -89,7 +90,7 @@ func originAllowed(c *conn.Connection, opts *UpgradeOptions) bool {
 	if j := bytes.IndexByte(host, '/'); j >= 0 {
 		host = host[:j]
 	}
-	return bytes.EqualFold(host, c.Header("Host"))
+	return bytes.EqualFold(host, c.Host())
 }
 
 // Upgrade answers a WebSocket upgrade request (CONTRACT W1, W2). On success it has sent 101 Switching

@@ -330,6 +330,17 @@ func TestW2_OriginPolicy(t *testing.T) {
 	}
 }
 
+// TestW2_OriginAbsoluteForm: with an absolute-form target the same-origin check compares Origin with
+// the target's authority, which RFC 9112 3.2.2 puts in place of Host.
+func TestW2_OriginAbsoluteForm(t *testing.T) {
+	absolute := func(origin string) string {
+		req := requestHead("GET", "HTTP/1.1", "Host: evil.com", "Origin: "+origin)
+		return strings.Replace(req, "GET /chat", "GET http://example.com/chat", 1)
+	}
+	want101(t, serveUpgrade(t, absolute("http://example.com"), nil), rfcKey)
+	wantRefused(t, serveUpgrade(t, absolute("http://evil.com"), nil), 403)
+}
+
 // TestW2_Subprotocol: the first configured subprotocol the client offers is chosen, matched exactly.
 func TestW2_Subprotocol(t *testing.T) {
 	opts := &ws.UpgradeOptions{Subprotocols: []string{"mqtt", "v2.chat"}}

@@ -393,6 +393,24 @@ func TestH11_Continue(t *testing.T) {
 			},
 		},
 		{name: "unknown expectation", in: "POST /up HTTP/1.1\r\nHost: x\r\nExpect: fly\r\nContent-Length: 5\r\n\r\nhello", want: []wantResp{bad(417)}, end: conn.ErrExpectation},
+		{name: "unknown expectation after 100-continue", in: "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue, fly\r\nContent-Length: 5\r\n\r\nhello", want: []wantResp{bad(417)}, end: conn.ErrExpectation},
+	})
+}
+
+// TestH11_ExpectIsAList: Expect is a comma-separated list (RFC 9110 10.1.1 and 5.6.1), so empty
+// elements are ignored: an empty Expect field is no expectation, not one that fails with 417 (as in
+// net/http), and "100-continue," asks for a 100 Continue.
+func TestH11_ExpectIsAList(t *testing.T) {
+	want100 := func(t *testing.T, r *runResult) {
+		if len(r.resps) != 2 || r.resps[0].status != 100 {
+			t.Errorf("responses %s, want 100 then 200", statuses(r.resps))
+		}
+	}
+	runCases(t, []hcase{
+		{name: "empty Expect", in: "GET / HTTP/1.1\r\nHost: x\r\nExpect:\r\n\r\n" + get("/2"), want: []wantResp{ok(""), ok("")}, end: errClean},
+		{name: "Expect of blanks and commas", in: "POST /up HTTP/1.1\r\nHost: x\r\nExpect:  , \r\nContent-Length: 5\r\n\r\nhello" + get("/2"), want: []wantResp{ok("hello"), ok("")}, end: errClean},
+		{name: "100-continue with an empty element", in: "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue,\r\nContent-Length: 5\r\n\r\nhello", want: []wantResp{ok("hello")}, end: errClean, extra: want100},
+		{name: "100-continue on two lines", in: "POST /up HTTP/1.1\r\nHost: x\r\nExpect:\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello", want: []wantResp{ok("hello")}, end: errClean, extra: want100},
 	})
 }
 

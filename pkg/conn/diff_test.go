@@ -31,6 +31,7 @@ var diffCases = []struct{ name, raw string }{
 	{"two equal CL headers", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"},
 	{"CL with leading zeros", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 005\r\n\r\nhello"},
 	{"Expect 100-continue", "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello"},
+	{"empty Expect", "POST / HTTP/1.1\r\nHost: x\r\nExpect:\r\nContent-Length: 5\r\n\r\nhello"},
 
 	{"double space", "GET  / HTTP/1.1\r\nHost: x\r\n\r\n"},
 	{"tab separator", "GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n"},

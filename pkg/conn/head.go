@@ -216,10 +216,18 @@ func (c *Connection) parseHeaderLine(line []byte) error {
 		}
 	case 6:
 		if equalFold(name, "expect") {
-			if equalFold(value, "100-continue") {
-				c.expect100 = true
-			} else {
-				hs.expectOther = true
+			// RFC 9110 10.1.1, 5.6.1: Expect is a list; empty elements (an empty "Expect:") are
+			// ignored, as net/http does, rather than refused as an unknown expectation.
+			for list := value; list != nil; {
+				var tok []byte
+				tok, list = nextToken(list)
+				switch {
+				case len(tok) == 0:
+				case equalFold(tok, "100-continue"):
+					c.expect100 = true
+				default:
+					hs.expectOther = true
+				}
 			}
 		}
 	case 10:

@@ -300,9 +300,17 @@ func (c *Connection) Deadline() time.Time { return c.deadline }
 // Unbind takes the stream over (WebSocket): it flushes the response (normally a 101), moves the
 // connection to StateUnbound and returns the stream and the bytes already read past the request. The
 // returned slice is valid until the next Reset. Serve then returns without touching the stream.
+// A request body must be read or drainable first: otherwise Unbind returns ErrBodyNotConsumed,
+// nothing of the response has been sent, and the connection closes after the handler's answer.
 func (c *Connection) Unbind() (Stream, []byte, error) {
 	if c.state != StateRequest && c.state != StateResponse {
 		return nil, nil, ErrInvalidState
+	}
+	// The new protocol starts after the request body: one not consumed (drained within MaxDrain,
+	// and without a 100 Continue the client still waits for) would reach it as its first bytes.
+	if c.bodyKind != bodyNone && !c.bodyDone && (c.resp.headSent || !c.drainBody() || !c.bodyDone) {
+		c.closeAfter = true
+		return nil, nil, ErrBodyNotConsumed
 	}
 	if c.resp.committed {
 		if err := c.endResponse(); err != nil {

@@ -49,6 +49,10 @@ var (
 	ErrBodyNotAllowed = errors.New("conn: response to this request carries no body")
 	// ErrContentLength is returned by Write when the body would exceed the declared Content-Length.
 	ErrContentLength = errors.New("conn: body longer than the declared Content-Length")
+	// ErrBodyNotConsumed is returned by Unbind when the request body is not read to its end and cannot
+	// be drained (larger than MaxDrain, or held back by a client waiting for 100 Continue): its bytes
+	// would otherwise reach the new protocol.
+	ErrBodyNotConsumed = errors.New("conn: request body not consumed before Unbind")
 	// ErrHandlerTimeout is returned by reads and writes once the handler deadline has passed; a response
 	// that has not started is then answered with 503 (CONTRACT S6).
 	ErrHandlerTimeout = errors.New("conn: handler deadline exceeded")

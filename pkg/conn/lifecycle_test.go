@@ -587,3 +587,64 @@ func TestS6_Timeouts(t *testing.T) {
 		}
 	})
 }
+
+// TestUnbind_RequestBody: the new protocol starts after the request body. Unbind drains a body the
+// handler did not read when it can (H12) and hands over only the bytes after it; a body it cannot
+// drain (over MaxDrain, or held back by a client waiting for 100 Continue, H11) is refused with
+// ErrBodyNotConsumed before any byte of the 101 goes out, so that the body never reaches the new
+// protocol as its first bytes.
+func TestUnbind_RequestBody(t *testing.T) {
+	head := func(extra string) string {
+		return "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + extra + "\r\n"
+	}
+	const after = "\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"
+	big := strings.Repeat("f", 10000)
+	for _, tc := range []struct {
+		name    string
+		in      string
+		cfg     conn.Config
+		hold    bool
+		wantErr error
+	}{
+		{name: "drained Content-Length body", in: head("Content-Length: 5\r\n") + "hello" + after},
+		{name: "drained chunked body", in: head("Transfer-Encoding: chunked\r\n") + "5\r\nhello\r\n0\r\n\r\n" + after},
+		{name: "body over MaxDrain", in: head("Content-Length: 10000\r\n") + big + after, cfg: conn.Config{MaxDrain: 1000}, wantErr: conn.ErrBodyNotConsumed},
+		{name: "chunked body over MaxDrain", in: head("Transfer-Encoding: chunked\r\n") + "2710\r\n" + big + "\r\n0\r\n\r\n" + after, cfg: conn.Config{MaxDrain: 1000}, wantErr: conn.ErrBodyNotConsumed},
+		{name: "body held back for 100 Continue", in: head("Expect: 100-continue\r\nContent-Length: 11\r\n"), hold: true, wantErr: conn.ErrBodyNotConsumed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := conn.New(tc.cfg)
+			s := newMemStream(tc.in)
+			s.holdOpen = tc.hold
+			c.Reset(s)
+			var got string
+			var uerr error
+			ka, err := c.Serve(0, conn.HandlerFunc(func(_ int, c *conn.Connection) error {
+				c.SetHeader("Upgrade", "websocket")
+				c.SetHeader("Connection", "Upgrade")
+				if err := c.WriteHeader(101); err != nil {
+					return err
+				}
+				var buffered []byte
+				_, buffered, uerr = c.Unbind()
+				if uerr != nil {
+					return uerr
+				}
+				got = string(buffered) + string(s.remaining())
+				return nil
+			}))
+			if tc.wantErr == nil {
+				if uerr != nil || err != nil || got != after {
+					t.Fatalf("Unbind %v, Serve %v, %v; bytes handed over %q, want %q", uerr, ka, err, got, after)
+				}
+				return
+			}
+			if !errors.Is(uerr, tc.wantErr) || ka {
+				t.Fatalf("Unbind %v, Serve %v, %v; want %v and no keep-alive", uerr, ka, err, tc.wantErr)
+			}
+			if c.State() == conn.StateUnbound || strings.Contains(string(s.out), " 101 ") || strings.Contains(string(s.out), "100 Continue") {
+				t.Errorf("state %v, output %q: the stream was switched or an interim response sent", c.State(), s.out)
+			}
+		})
+	}
+}

@@ -48,6 +48,11 @@ func Check(c *conn.Connection, opts *UpgradeOptions) error {
 		return &HandshakeError{400, "WebSocket upgrade needs HTTP/1.1"}
 	case !IsUpgrade(c):
 		return &HandshakeError{400, "missing Connection: upgrade or Upgrade: websocket"}
+	case c.ContentLength() != 0:
+		// A handshake GET carries no content (RFC 6455 4.1, RFC 9110 9.3.1). A body not read to its
+		// end before the switch would reach the session as frames, and one announced with
+		// Expect: 100-continue would need a 100 before the 101 (RFC 9110 7.8).
+		return &HandshakeError{400, "WebSocket upgrade request with content"}
 	case string(c.Header("Sec-WebSocket-Version")) != "13":
 		return &HandshakeError{426, "unsupported Sec-WebSocket-Version"}
 	case !validKey(c.Header("Sec-WebSocket-Key")):

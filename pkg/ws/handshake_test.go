@@ -281,6 +281,30 @@ func TestW1_Refusals(t *testing.T) {
 	})
 }
 
+// TestW1_UpgradeWithContentRefused: a handshake GET has no content. Switching with a body not read
+// to its end would hand the body to the session as frames (a body over the drain bound, or one held
+// back by Expect: 100-continue, which also needs a 100 before the 101: RFC 9110 7.8); such a request
+// is refused with 400 and nothing of it is taken over.
+func TestW1_UpgradeWithContentRefused(t *testing.T) {
+	const frame = "\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"
+	for name, req := range map[string]string{
+		"Content-Length":       requestHead("GET", "HTTP/1.1", "Content-Length: 11") + frame,
+		"chunked":              requestHead("GET", "HTTP/1.1", "Transfer-Encoding: chunked") + "b\r\n" + frame + "\r\n0\r\n\r\n",
+		"Expect: 100-continue": requestHead("GET", "HTTP/1.1", "Expect: 100-continue", "Content-Length: 11"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := serveUpgrade(t, req, nil)
+			wantRefused(t, r, 400)
+			if strings.Contains(r.raw, "101") || strings.Contains(r.raw, "100 Continue") {
+				t.Errorf("refusal preceded by an interim response: %q", r.raw)
+			}
+		})
+	}
+	t.Run("empty body", func(t *testing.T) {
+		want101(t, serveUpgrade(t, requestHead("GET", "HTTP/1.1", "Content-Length: 0"), nil), rfcKey)
+	})
+}
+
 func TestW2_OriginPolicy(t *testing.T) {
 	list := &ws.UpgradeOptions{AllowedOrigins: []string{"https://app.example.org", "http://localhost:3000"}}
 	any := &ws.UpgradeOptions{AllowedOrigins: []string{"*"}}

@@ -372,8 +372,9 @@ func (c *Connection) splitTarget() error {
 		}
 		c.path = t
 	case c.method == MethodConnect:
-		// authority-form: host:port, no path.
-		if bytes.IndexByte(t, '/') >= 0 || bytes.IndexByte(t, '?') >= 0 || bytes.IndexByte(t, ':') <= 0 {
+		// authority-form: uri-host ":" port, no path. RFC 9110 9.3.6: an empty or invalid port is
+		// refused with 400.
+		if i := bytes.LastIndexByte(t, ':'); i <= 0 || !validHost(t) || !validPort(t[i+1:]) {
 			return wrapProto(ErrBadRequest, "malformed authority-form target")
 		}
 		c.path = t
@@ -417,6 +418,21 @@ func splitQuery(t []byte) (path, query []byte) {
 		return t[:i], t[i+1:]
 	}
 	return t, nil
+}
+
+// validPort reports whether b is a port number from 1 to 65535.
+func validPort(b []byte) bool {
+	if len(b) == 0 || len(b) > 5 {
+		return false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n >= 1 && n <= 65535
 }
 
 func isScheme(b []byte) bool {

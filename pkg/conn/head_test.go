@@ -371,3 +371,19 @@ func TestH3_AbsoluteFormAuthority(t *testing.T) {
 		{name: "port with letters in the target", in: "GET http://h:8o/p HTTP/1.1\r\nHost: x\r\n\r\n" + get("/never"), want: []wantResp{bad(400)}, end: conn.ErrBadRequest},
 	})
 }
+
+// TestH3_ConnectAuthority: CONNECT's authority-form is uri-host ":" port, and RFC 9110 9.3.6 asks for
+// 400 on an empty or invalid port (CONTRACT H3).
+func TestH3_ConnectAuthority(t *testing.T) {
+	connect := func(target string) string {
+		return "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n"
+	}
+	var cases []hcase
+	for _, target := range []string{"h:443", "[::1]:8443", "10.0.0.1:1", "h:65535"} {
+		cases = append(cases, hcase{name: "valid " + target, in: connect(target), want: []wantResp{ok("")}, seen: []reqInfo{{"Method": "CONNECT", "Path": target}}, end: errClean})
+	}
+	for _, target := range []string{"h:", "h:abc", "h:0", "h:65536", "h:123456", ":443", "[::1]", "h:80:90", "a%zz:443", "u@h:443"} {
+		cases = append(cases, hcase{name: "invalid " + target, in: "CONNECT " + target + " HTTP/1.1\r\nHost: x\r\n\r\n" + get("/never"), want: []wantResp{bad(400)}, end: conn.ErrBadRequest})
+	}
+	runCases(t, cases)
+}

@@ -483,8 +483,8 @@ func (c *Connection) httpDate(now time.Time) []byte {
 	return c.date[:]
 }
 
-// sendError answers a request that failed before any response byte was sent: a short text body and
-// Connection: close (CONTRACT H17, H18).
+// sendError answers a request that failed before any response byte was sent: a short text body (none
+// for HEAD) and Connection: close (CONTRACT H17, H18).
 func (c *Connection) sendError(code int) {
 	reason := reasonPhrase(code)
 	h := c.resp.wbuf[:0]
@@ -497,8 +497,12 @@ func (c *Connection) sendError(code int) {
 	h = append(h, "\r\nConnection: close\r\nDate: "...)
 	h = append(h, c.httpDate(time.Now())...)
 	h = append(h, "\r\n\r\n"...)
-	h = append(h, reason...)
-	h = append(h, '\n')
+	if c.method != MethodHead {
+		// RFC 9110 9.3.2, RFC 9112 6.3: a response to HEAD ends with its head, whatever its
+		// Content-Length says (CONTRACT H15); the client would read a body as the next response.
+		h = append(h, reason...)
+		h = append(h, '\n')
+	}
 	c.resp.headSent = true
 	_ = c.writeDeadline(h, time.Now().Add(c.cfg.IOTimeout))
 }

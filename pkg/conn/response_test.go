@@ -640,3 +640,46 @@ func TestH17_HandlerOutcomes(t *testing.T) {
 
 //go:noinline
 func panicInHandler() { panic("handler bug") }
+
+// TestH15_HeadErrorResponseHasNoBody: the error responses edged writes itself (CONTRACT H17, H18)
+// follow the HEAD rule of H15 too: the Content-Length GET would have, and no body, which a HEAD
+// client would not read (RFC 9110 9.3.2, RFC 9112 6.3).
+func TestH15_HeadErrorResponseHasNoBody(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		h        handlerFunc
+		status   int
+	}{
+		{"refused head", "HEAD / HTTP/1.1\r\nHost: x\r\nExpect: fly\r\n\r\n", nil, 417},
+		{"body over the limit", "HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", nil, 413},
+		{"bad target", "HEAD /a\x01 HTTP/1.1\r\nHost: x\r\n\r\n", nil, 400},
+		{"handler error", "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", func(c *conn.Connection, info reqInfo, s *memStream) error {
+			return errors.New("boom")
+		}, 500},
+		{"handler panic", "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", func(c *conn.Connection, info reqInfo, s *memStream) error {
+			panic("boom")
+		}, 500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := conn.New(conn.Config{})
+			s := newMemStream(tc.in)
+			c.Reset(s)
+			h := tc.h
+			if h == nil {
+				h = echoHandler
+			}
+			_, _ = c.Serve(0, conn.HandlerFunc(func(_ int, c *conn.Connection) error { return h(c, reqInfo{}, s) }))
+			out := string(s.out)
+			head, body, ok := strings.Cut(out, "\r\n\r\n")
+			if !ok || !strings.HasPrefix(head, "HTTP/1.1 "+strconv.Itoa(tc.status)+" ") {
+				t.Fatalf("response %q, want a %d", out, tc.status)
+			}
+			if body != "" {
+				t.Errorf("response to HEAD carries a body %q: %q", body, out)
+			}
+			if !strings.Contains(head, "\r\nContent-Length: ") || !strings.Contains(head, "\r\nConnection: close") {
+				t.Errorf("error response without its Content-Length or Connection: close: %q", out)
+			}
+		})
+	}
+}

@@ -45,6 +45,7 @@ const inheritedMetrics = "systemd:metrics"
 // serve builds the daemon, logs the start-up line, tells systemd it is ready, and serves until the first
 // SIGTERM or SIGINT, then drains within --shutdown-grace (CONTRACT D6, D7, S9).
 func serve(ctx context.Context, s *settings, stderr io.Writer) error {
+	ignoreBrokenPipe()
 	logger := newLogger(s, stderr)
 	inherited, err := inheritedListeners(logger)
 	if err != nil {

@@ -9,6 +9,14 @@ import (
 // shutdownSignals start a graceful drain (CONTRACT D7).
 var shutdownSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
 
+// ignoreBrokenPipe keeps a log line written after stderr's reader has gone (a log pipe whose reader
+// exited, a broken journal stream) from killing the daemon: the Go runtime ends a program with SIGPIPE
+// on EPIPE from stdout or stderr unless SIGPIPE is ignored, and would so abort the requests in flight
+// and the drain that the line was about. Ignored, the write fails with EPIPE and the log line is lost.
+func ignoreBrokenPipe() {
+	signal.Ignore(syscall.SIGPIPE)
+}
+
 // watchSignals calls drain on the first SIGTERM or SIGINT and force on the second (CONTRACT D7). The
 // returned function stops watching; signals that arrive after it take their default action.
 func watchSignals(drain, force func(os.Signal)) (stop func()) {

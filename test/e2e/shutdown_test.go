@@ -5,8 +5,11 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,5 +110,57 @@ func TestD7_SecondSignalExitsAtOnce(t *testing.T) {
 	d.signal(syscall.SIGTERM)
 	if code := d.wait(); code != 1 {
 		t.Errorf("exit status %d after a second signal, want 1", code)
+	}
+}
+
+// TestD7_LogReaderGoneDoesNotKillDrain: when whatever reads the daemon's stderr has gone (a log pipe
+// whose reader exited, a journal stream that broke), a log line fails with EPIPE instead of killing
+// the process with SIGPIPE: SIGTERM still drains the request in flight and the daemon exits 0.
+func TestD7_LogReaderGoneDoesNotKillDrain(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{t: t, exited: make(chan struct{})}
+	d.cmd = exec.Command(edgedBin, "serve", "--listen", "127.0.0.1:0", "--log-format", "json",
+		"--enable-echo", "--shutdown-grace", fmt.Sprint(waitLimit))
+	d.cmd.Env = daemonEnv()
+	d.cmd.Stderr = w
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	go func() {
+		d.waitErr = d.cmd.Wait()
+		close(d.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+		}
+	})
+	_ = r.SetReadDeadline(time.Now().Add(waitLimit))
+	line, err := bufio.NewReader(r).ReadString('\n')
+	var rec struct {
+		Msg  string `json:"msg"`
+		Addr string `json:"addr"`
+	}
+	if err != nil || json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != "edged started" {
+		t.Fatalf("first log line %q, %v; want the start-up line", line, err)
+	}
+	d.addr = rec.Addr
+	send, _, finish := startSlowUpload(t, d)
+	r.Close() // the log reader goes away
+
+	d.signal(syscall.SIGTERM) // logs "signal received" into the broken pipe
+	send("5\r\nhello\r\n0\r\n\r\n")
+	if resp := finish(); resp.StatusCode != 200 || string(resp.body) != "hello" {
+		t.Errorf("status %d, body %q during the drain, want 200 hello", resp.StatusCode, resp.body)
+	}
+	if code := d.wait(); code != 0 { // wait fails the test if a signal killed the daemon
+		t.Errorf("exit status %d after SIGTERM, want 0", code)
 	}
 }

@@ -47,6 +47,10 @@ const inheritedMetrics = "systemd:metrics"
 func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 	ignoreBrokenPipe()
 	logger := newLogger(s, stderr)
+	stopHangup := watchHangup(func(sig os.Signal) {
+		logger.Warn("signal ignored: edged has no configuration to reload; restart it to apply a new one", "signal", sig.String())
+	})
+	defer stopHangup()
 	inherited, err := inheritedListeners(logger)
 	if err != nil {
 		return &exitError{exitFail, err}

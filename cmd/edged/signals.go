@@ -17,6 +17,31 @@ func ignoreBrokenPipe() {
 	signal.Ignore(syscall.SIGPIPE)
 }
 
+// watchHangup calls ignored on every SIGHUP until the returned function is called. edged has no
+// configuration to reload, and SIGHUP's default action would end it at once, cutting the requests in
+// flight: an operator's `kill -HUP` (nginx's reload) or a closed terminal would stop the gateway, and
+// systemd counts death by SIGHUP as a clean exit, which Restart=on-failure does not restart. Caddy
+// ignores SIGHUP for the same reason.
+func watchHangup(ignored func(os.Signal)) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case sig := <-ch:
+				ignored(sig)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
+	}
+}
+
 // watchSignals calls drain on the first SIGTERM or SIGINT and force on the second (CONTRACT D7). The
 // returned function stops watching; signals that arrive after it take their default action.
 func watchSignals(drain, force func(os.Signal)) (stop func()) {

@@ -164,3 +164,23 @@ func TestD7_LogReaderGoneDoesNotKillDrain(t *testing.T) {
 		t.Errorf("exit status %d after SIGTERM, want 0", code)
 	}
 }
+
+// TestD7_SIGHUPDoesNotStopDaemon: SIGHUP (nginx's reload signal, or a closed terminal) neither kills
+// edged nor cuts the request in flight; it is logged and ignored, and SIGTERM still drains.
+func TestD7_SIGHUPDoesNotStopDaemon(t *testing.T) {
+	d := startDaemon(t, nil, "--enable-echo", "--shutdown-grace", fmt.Sprint(waitLimit))
+	send, br, _ := startSlowUpload(t, d)
+	d.signal(syscall.SIGHUP)
+	d.waitLog("signal ignored: edged has no configuration to reload; restart it to apply a new one")
+	send("5\r\nhello\r\n0\r\n\r\n")
+	// The connection stays open (keep-alive): the response is read without waiting for a close.
+	if r := readResponse(t, nil, br, "POST", false); r.StatusCode != 200 || string(r.body) != "hello" || r.Close {
+		t.Errorf("after SIGHUP: status %d, body %q, Connection: close %v; want 200 hello on a kept-alive connection",
+			r.StatusCode, r.body, r.Close)
+	}
+	d.healthz(t)
+	d.signal(syscall.SIGTERM)
+	if code := d.wait(); code != 0 {
+		t.Errorf("exit status %d after SIGTERM, want 0; stderr:\n%s", code, d.stderrText())
+	}
+}

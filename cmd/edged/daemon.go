@@ -160,6 +160,9 @@ func (s *settings) checkBudget() error {
 // start-up log and `edged check`.
 func (s *settings) warnings() []string {
 	var w []string
+	for _, name := range s.unknownEnv {
+		w = append(w, fmt.Sprintf("%s is set but is no flag's twin and has no effect (misspelt? `edged serve --help` lists every variable)", name))
+	}
 	if s.socketQueue > 0 && s.socketQueue < s.workers {
 		w = append(w, fmt.Sprintf("--socket-queue %d is below --workers %d: at most %d sockets are open at once, so %d workers never serve",
 			s.socketQueue, s.workers, s.socketQueue, s.workers-s.socketQueue))

@@ -58,6 +58,8 @@ type settings struct {
 
 	// backlogUnused: every listener comes from systemd, whose socket unit sets the backlog.
 	backlogUnused bool
+	// unknownEnv: EDGED_* variables that are no flag's twin, most likely misspelt.
+	unknownEnv []string
 }
 
 // defaultSettings returns the defaults of CONTRACT D2 and S6.
@@ -197,6 +199,22 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 		}
 	})
 	return err
+}
+
+// unknownEnv returns the EDGED_* variables of environ ("NAME=value" entries) that are no flag's
+// twin: a misspelt name in an EnvironmentFile (EDGED_SOCKET_QUEU=1024) would otherwise leave its flag
+// at the default without a word.
+func unknownEnv(fs *pflag.FlagSet, environ []string) []string {
+	known := map[string]bool{}
+	fs.VisitAll(func(f *pflag.Flag) { known[envName(f.Name)] = true })
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, envPrefix) && !known[name] {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // connConfig returns the connection limits and timeouts of s.

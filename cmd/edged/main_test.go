@@ -278,3 +278,18 @@ func TestD2_HugeDurationsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestD1_UnknownEnvironmentVariableWarned: an EDGED_* variable that is no flag's twin (a misspelt name
+// in /etc/default/edged) is named in a warning instead of being ignored without a word; the flag it
+// meant keeps its default and the configuration is still accepted.
+func TestD1_UnknownEnvironmentVariableWarned(t *testing.T) {
+	t.Setenv("EDGED_SOCKET_QUEU", "1024")
+	t.Setenv("EDGED_WORKERS", "3")
+	code, out, errOut := runCLI(t, "check")
+	if code != exitOK || !strings.Contains(out, "socket_queue=8\n") || !strings.Contains(out, "workers=3\n") {
+		t.Fatalf("exit %d, stdout:\n%s\nstderr: %s", code, out, errOut)
+	}
+	if strings.Count(errOut, "EDGED_SOCKET_QUEU ") != 1 || strings.Contains(errOut, "EDGED_WORKERS") {
+		t.Errorf("stderr %q; want one warning naming EDGED_SOCKET_QUEU and none for EDGED_WORKERS", errOut)
+	}
+}

@@ -65,6 +65,7 @@ func newConfigCmd(use, short string, run func(cmd *cobra.Command, s *settings) e
 			if err := applyEnv(fs, os.Getenv); err != nil {
 				return err
 			}
+			s.unknownEnv = unknownEnv(fs, os.Environ())
 			if err := s.validate(); err != nil {
 				return err
 			}

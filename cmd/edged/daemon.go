@@ -383,6 +383,7 @@ func (d *daemon) publishStatus(ctx context.Context) func() {
 			lastTime  = time.Now()
 			name      = []byte(statuspage.Topic)
 			ctypeJSON = []byte("application/json")
+			failing   bool
 		)
 		for {
 			now := time.Now()
@@ -390,8 +391,16 @@ func (d *daemon) publishStatus(ctx context.Context) func() {
 			rps := float64(reqs-lastReqs) / now.Sub(lastTime).Seconds()
 			lastReqs, lastTime = reqs, now
 			buf = d.statusJSON(buf[:0], rps, reqs)
-			if _, err := d.hub.Publish(name, ctypeJSON, false, buf); err != nil {
-				d.log.Debug("status topic not published", "error", err)
+			switch _, err := d.hub.Publish(name, ctypeJSON, false, buf); {
+			case err == nil:
+				failing = false
+			case !failing:
+				// Once per failure, not every second: a snapshot larger than --topic-max-bytes leaves
+				// the built-in status page without data for good, and says so where the operator looks.
+				failing = true
+				d.log.Warn("status snapshot not published: the built-in status page shows no data",
+					"error", err, "snapshot_bytes", len(buf), "topic_max_bytes", d.s.topicMaxBytes,
+					"hint", "raise --topic-max-bytes above snapshot_bytes")
 			}
 			select {
 			case <-ctx.Done():

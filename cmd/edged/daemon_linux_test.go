@@ -147,3 +147,32 @@ func TestW9_SessionTakesWhatTheWorkerBufferedPastTheHandshake(t *testing.T) {
 		t.Fatalf("first frame header % x (then %q), want the 8000-byte binary message echoed", hdr, rest)
 	}
 }
+
+// TestD3_StatusSnapshotTooLargeIsWarned: with a --topic-max-bytes below the size of the status snapshot,
+// the built-in status page gets no data; the daemon says so once at warning level (not at debug level,
+// which the default --log-level hides) and names the flag.
+func TestD3_StatusSnapshotTooLargeIsWarned(t *testing.T) {
+	s := defaultSettings()
+	s.listen, s.topicMaxBytes = "127.0.0.1:0", 256
+	var logs lockedBuffer
+	d, err := build(&s, slog.New(slog.NewTextHandler(&logs, nil)), listeners{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDaemon(t, d)
+	const msg = "status snapshot not published"
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), msg) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning %q within 20s; log:\n%s", msg, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Three more snapshots fail (one a second): still one warning, at WARN level, naming the flag. A
+	// repeated warning is an event that must not happen, so there is nothing to poll for: wait.
+	time.Sleep(3500 * time.Millisecond)
+	if out := logs.String(); strings.Count(out, msg) != 1 || !strings.Contains(out, "level=WARN") ||
+		!strings.Contains(out, "--topic-max-bytes") {
+		t.Errorf("want one WARN record naming --topic-max-bytes; log:\n%s", out)
+	}
+}

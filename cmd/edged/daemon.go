@@ -269,7 +269,7 @@ func build(s *settings, log *slog.Logger, inherited listeners) (*daemon, error) 
 		Logger:            log,
 	}, router)
 	if err != nil {
-		return nil, serverError("--listen", s.listen, err)
+		return nil, serverError("--listen", s.listen, inherited.main, err)
 	}
 	srv.SetUnboundHandler(router.Unbound)
 	mainSrv, d.main = srv, srv
@@ -289,7 +289,7 @@ func build(s *settings, log *slog.Logger, inherited listeners) (*daemon, error) 
 		}, mrouter)
 		if err != nil {
 			d.main.Shutdown(context.Background())
-			return nil, serverError("--metrics-listen", s.metricsListen, err)
+			return nil, serverError("--metrics-listen", s.metricsListen, inherited.metrics, err)
 		}
 	}
 	return d, nil
@@ -302,8 +302,14 @@ func (d *daemon) sessionPanic(v any, stack []byte) {
 	d.metrics.HandlerPanic(-1, &conn.PanicError{Value: v, Stack: stack})
 }
 
-func serverError(flag, addr string, err error) error {
+// serverError turns an error of server.New into the daemon's exit status. A listener handed over by
+// systemd (inherited is not empty) replaces the flag's address, so the message names systemd's socket,
+// not an address edged never tried to bind.
+func serverError(flag, addr string, inherited []int, err error) error {
 	if errors.As(err, new(*server.BindError)) {
+		if len(inherited) > 0 {
+			return &exitError{exitBind, fmt.Errorf("cannot listen on the socket systemd passed for %s (LISTEN_FDS): %w", flag, err)}
+		}
 		return &exitError{exitBind, fmt.Errorf("cannot listen on %s %s: %w", flag, addr, err)}
 	}
 	if errors.Is(err, server.ErrInvalidConfig) {

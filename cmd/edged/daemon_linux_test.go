@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +175,23 @@ func TestD3_StatusSnapshotTooLargeIsWarned(t *testing.T) {
 	if out := logs.String(); strings.Count(out, msg) != 1 || !strings.Contains(out, "level=WARN") ||
 		!strings.Contains(out, "--topic-max-bytes") {
 		t.Errorf("want one WARN record naming --topic-max-bytes; log:\n%s", out)
+	}
+}
+
+// TestS12_BadInheritedSocketNamesSystemd: a descriptor from systemd that is no listening stream socket
+// (a socket unit with ListenDatagram=, say) is refused with exit status 3, and the message names the
+// socket systemd passed rather than the --listen address, which edged did not try to bind.
+func TestS12_BadInheritedSocketNamesSystemd(t *testing.T) {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := defaultSettings()
+	_, err = build(&s, slog.New(slog.NewTextHandler(io.Discard, nil)), listeners{main: []int{int(f.Fd())}})
+	var exit *exitError
+	if !errors.As(err, &exit) || exit.code != exitBind || !strings.Contains(err.Error(), "systemd") ||
+		strings.Contains(err.Error(), s.listen) {
+		t.Fatalf("build with /dev/null as the inherited listener: %v; want exit status 3 naming systemd's socket, not %s", err, s.listen)
 	}
 }

@@ -92,7 +92,7 @@ func (r *Root) Serve(c *conn.Connection) error {
 	}
 	var f file
 	switch err := r.open(name, &f); {
-	case errors.Is(err, errIsDir):
+	case errors.Is(err, errIsDir) && !isDir:
 		// A directory asked for without its slash: redirect, as nginx and net/http do.
 		loc := append(append([]byte(nil), c.Path()...), '/')
 		if q := c.Query(); q != nil {

@@ -420,3 +420,18 @@ func TestD5_WithoutOpenat2(t *testing.T) {
 	t.Run("gzip", TestD5_GzipSibling)
 	t.Run("allocations", TestD5_NoAllocationPerFileRequest)
 }
+
+// TestD5_IndexThatIsADirectoryIsNotFound: a directory whose index.html is itself a directory has no
+// index: 404 (no listings), not a redirect to the same path with one more slash, which would 404 anyway.
+func TestD5_IndexThatIsADirectoryIsNotFound(t *testing.T) {
+	r, _ := newRoot(t)
+	if err := os.MkdirAll(filepath.Join(r.Dir(), "odd", "index.html"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := get(t, r, "/odd/"); resp.StatusCode != 404 || resp.Header.Get("Location") != "" {
+		t.Errorf("/odd/ with index.html a directory: %d Location %q, want 404", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, _ := get(t, r, "/odd"); resp.StatusCode != 301 || resp.Header.Get("Location") != "/odd/" {
+		t.Errorf("/odd without slash: %d Location %q, want 301 to /odd/", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}

@@ -116,7 +116,7 @@ func (s *settings) register(fs *pflag.FlagSet) {
 	fs.Var(&intValue{&s.wsMaxConns, 1, 1 << 16}, "ws-max-conns", "WebSocket sessions at once, each with preallocated buffers")
 	fs.Var(&sizeValue{&s.wsMaxMessage, maxMessageBytes}, "ws-max-message", "largest WebSocket message (bytes or a size); larger ones get close 1009")
 	fs.Var(&durationValue{&s.wsPingInterval}, "ws-ping-interval", "idle WebSocket sessions are pinged after this, and closed if silent as long again")
-	fs.Var(&stringValue{&s.wsOrigins}, "ws-allowed-origins", "comma-separated Origins allowed besides same-origin (scheme://host[:port], or *)")
+	fs.Var(&originsValue{&s.wsOrigins}, "ws-allowed-origins", "comma-separated Origins allowed besides same-origin (scheme://host[:port], or *)")
 	fs.Var(&intValue{&s.topicsMax, 1, 1 << 20}, "topics-max", "topics at most")
 	fs.Var(&sizeValue{&s.topicMaxBytes, maxMessageBytes}, "topic-max-bytes", "largest retained topic value (bytes or a size)")
 	fs.Var(&webrootValue{&s.webroot}, "webroot", "serve files from this directory instead of the built-in status page")
@@ -506,14 +506,50 @@ func formatSize(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-// stringValue is a free-form string flag.
-type stringValue struct{ p *string }
+// originsValue is a comma-separated list of Origins: "*", or scheme://host[:port] as a browser sends it
+// (CONTRACT W2). An Origin is compared as a whole, so an entry a browser never sends (no scheme, a path
+// or trailing slash, a default port) would never match and its page's upgrades would get 403 without
+// a word: such entries are refused. "null", the Origin of file:// pages, is taken as is.
+type originsValue struct{ p *string }
 
-func (v *stringValue) String() string { return *v.p }
-func (v *stringValue) Type() string   { return "string" }
+func (v *originsValue) String() string { return *v.p }
+func (v *originsValue) Type() string   { return "string" }
 
-func (v *stringValue) Set(s string) error {
-	*v.p = strings.TrimSpace(s)
+func (v *originsValue) Set(s string) error {
+	s = strings.TrimSpace(s)
+	for _, o := range strings.Split(s, ",") {
+		if err := checkOrigin(strings.TrimSpace(o)); err != nil {
+			return err
+		}
+	}
+	*v.p = s
+	return nil
+}
+
+func checkOrigin(o string) error {
+	if o == "" || o == "*" || o == "null" {
+		return nil
+	}
+	scheme, hostport, ok := strings.Cut(o, "://")
+	if !ok || scheme == "" || hostport == "" {
+		return fmt.Errorf("%q is not scheme://host[:port] (e.g. https://ui.example)", o)
+	}
+	if strings.ContainsAny(hostport, "/?#@ ") {
+		return fmt.Errorf("%q is more than scheme://host[:port]: a browser's Origin has no path, not even a trailing slash", o)
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil // no port
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", o)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q has a port that is not a number from 0 to 65535", o)
+	}
+	if (strings.EqualFold(scheme, "https") && port == "443") || (strings.EqualFold(scheme, "http") && port == "80") {
+		return fmt.Errorf("%q names the default port, which a browser leaves out of its Origin: drop :%s", o, port)
+	}
 	return nil
 }
 

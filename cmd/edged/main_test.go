@@ -293,3 +293,23 @@ func TestD1_UnknownEnvironmentVariableWarned(t *testing.T) {
 		t.Errorf("stderr %q; want one warning naming EDGED_SOCKET_QUEU and none for EDGED_WORKERS", errOut)
 	}
 }
+
+// TestD2_WsAllowedOriginsChecked: an --ws-allowed-origins entry that no browser sends as its Origin
+// (no scheme, a path or trailing slash, a default port) would never match, so that page's upgrades get
+// 403 without a word: it is a bad value (exit 2, one line naming the flag). The forms browsers send,
+// "*" and "null" are accepted.
+func TestD2_WsAllowedOriginsChecked(t *testing.T) {
+	for _, bad := range []string{"ui.example", "https://ui.example/", "https://ui.example/app", "https://",
+		"https://ui.example:443", "http://ui.example:80", "https://ui.example:99999", "http://a.example,ui.example"} {
+		code, _, errOut := runCLI(t, "check", "--ws-allowed-origins", bad)
+		if code != exitUsage || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "edged: invalid --ws-allowed-origins:") {
+			t.Errorf("--ws-allowed-origins %q: exit %d, stderr %q; want 2 and one line naming the flag", bad, code, errOut)
+		}
+	}
+	for _, good := range []string{"*", "null", "https://ui.example", "http://10.0.0.2:8080, https://[fd00::1]:8443",
+		"HTTPS://UI.EXAMPLE:8443", ""} {
+		if code, _, errOut := runCLI(t, "check", "--ws-allowed-origins", good); code != exitOK {
+			t.Errorf("--ws-allowed-origins %q: exit %d, stderr %q; want 0", good, code, errOut)
+		}
+	}
+}

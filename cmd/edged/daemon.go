@@ -153,6 +153,13 @@ func (s *settings) checkBudget() error {
 		return &usageError{fmt.Sprintf("invalid configuration: the configured pools need %.1f MiB (%d bytes), more than %s (%.1f MiB); lower %s",
 			float64(total)/(1<<20), total, what, float64(ceiling)/(1<<20), b.largest())}
 	}
+	// The service's own limit (MemoryMax= in the unit) is the memory edged really has: above it, the
+	// kernel kills the daemon (SIGKILL) once load fills the pools, and systemd restarts it into the
+	// same end. Refused at start instead, with what the runtime needs besides the pools.
+	if cg := cgroupMemory(); cg > 0 && total+runtimeAllowance > cg {
+		return &usageError{fmt.Sprintf("invalid configuration: the configured pools need %.1f MiB (%d bytes) and the Go runtime about %d MiB more, above the service's memory limit (cgroup memory.max, systemd's MemoryMax=) of %.1f MiB; lower %s or raise MemoryMax=",
+			float64(total)/(1<<20), total, runtimeAllowance>>20, float64(cg)/(1<<20), b.largest())}
+	}
 	return nil
 }
 

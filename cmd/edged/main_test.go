@@ -152,6 +152,7 @@ func TestUsageErrors(t *testing.T) {
 		{"check", "--workers"},
 		{"check", "extra-argument"},
 		{"no-such-command"},
+		{"completion", "bsh"}, // CONTRACT D1: cobra's completion, with an unknown shell
 	} {
 		code, _, errOut := runCLI(t, args...)
 		if code != exitUsage || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "edged: ") {

@@ -49,6 +49,21 @@ func newRootCmd() *cobra.Command {
 	return root
 }
 
+// strictCompletion adds cobra's completion command to root now rather than when root runs, and makes
+// it refuse an argument as every other command does (exit 2). cobra's own only groups one command per
+// shell: with an unknown shell ("edged completion bsh > /etc/bash_completion.d/edged") it printed its
+// help to stdout and exited 0. It must be called once root's output is set: the shells' commands keep
+// the writer they find.
+func strictCompletion(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.Args = cobra.NoArgs
+			c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+		}
+	}
+}
+
 // newConfigCmd builds a command that takes the daemon flags (serve and check share them: one
 // definition, one validation). run is called with the settings once the command line and the
 // environment have been applied and checked.
@@ -81,6 +96,7 @@ func newConfigCmd(use, short string, run func(cmd *cobra.Command, s *settings) e
 // one line on stderr, "edged: ...", naming the flag when a flag is at fault.
 func execute(ctx context.Context, root *cobra.Command, args []string) int {
 	root.SetArgs(args)
+	strictCompletion(root)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK

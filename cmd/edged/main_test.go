@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -311,6 +313,27 @@ func TestD2_WsAllowedOriginsChecked(t *testing.T) {
 		"HTTPS://UI.EXAMPLE:8443", ""} {
 		if code, _, errOut := runCLI(t, "check", "--ws-allowed-origins", good); code != exitOK {
 			t.Errorf("--ws-allowed-origins %q: exit %d, stderr %q; want 0", good, code, errOut)
+		}
+	}
+}
+
+// fullFile fails every write as a file on a full disk does.
+type fullFile struct{}
+
+func (fullFile) Write([]byte) (int, error) {
+	return 0, &fs.PathError{Op: "write", Path: "/dev/stdout", Err: syscall.ENOSPC}
+}
+
+// TestExitStatusOutputFailure: a command whose output cannot be written (edged version > /dev/full)
+// fails with status 1, not 2: nothing was wrong with the command line (README "Exit codes").
+func TestExitStatusOutputFailure(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"check"}, {"completion", "bash"}} {
+		var errOut bytes.Buffer
+		root := newRootCmd()
+		root.SetOut(fullFile{})
+		root.SetErr(&errOut)
+		if code := execute(context.Background(), root, args); code != exitFail || !strings.Contains(errOut.String(), "no space left") {
+			t.Errorf("%v to a full disk: exit %d, stderr %q; want 1 and the write error", args, code, errOut.String())
 		}
 	}
 }

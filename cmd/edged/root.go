@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -112,6 +113,9 @@ func execute(ctx context.Context, root *cobra.Command, args []string) int {
 		msg = fmt.Sprintf("invalid --%s: %v, got %q", invalid.GetFlag().Name, errors.Unwrap(invalid), invalid.GetValue())
 	case errors.As(err, &exit):
 		code = exit.code
+	case errors.As(err, new(*fs.PathError)):
+		// The output could not be written (a full disk, a closed pipe): a failure, not a usage error.
+		code = exitFail
 	}
 	if i := strings.IndexByte(msg, '\n'); i >= 0 {
 		msg = msg[:i]

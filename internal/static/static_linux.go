@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -12,12 +15,56 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Root serves files below one directory. It is safe for concurrent use: it holds only the root's
-// descriptor, opened at New.
+// Root serves files below one directory. It is safe for concurrent use.
+//
+// It holds the directory open and resolves every file beneath that descriptor, and it looks at the
+// directory's path again at most once every RevalidateEvery (made by whichever request comes first): when the path names another directory, as when a release is deployed by renaming a
+// new symlink over the web root's (current -> v2), that directory is opened and served from then on,
+// and the old one is closed once the requests using it are done. A web root whose path is gone answers
+// 404 until it is back. nginx, which opens each file by its whole path, sees a swap at once; edged
+// within RevalidateEvery, without a system call per request for it.
 type Root struct {
 	dir     string
-	fd      int
-	openat2 bool // the kernel has openat2(2); otherwise resolution is checked by hand
+	path    cPath // dir as an absolute path, looked at again every RevalidateEvery
+	openat2 bool  // the kernel has openat2(2); otherwise resolution is checked by hand
+
+	cur      atomic.Pointer[rootDir] // the directory served; nil while the path names none
+	checked  atomic.Int64            // when the path was last looked at, in ns since epoch (monotonic)
+	checking sync.Mutex              // one look at a time; the others go on with cur
+	closed   atomic.Bool
+}
+
+// RevalidateEvery is how often the web root's path is looked at again (see Root).
+var RevalidateEvery = time.Second
+
+// epoch is the origin of Root.checked: durations since it read the monotonic clock.
+var epoch = time.Now()
+
+// rootDir is one open web root directory. refs counts Root's own reference, held while it is
+// current, and one per request resolving beneath it; the last to let go closes the descriptor.
+type rootDir struct {
+	fd       int
+	dev, ino uint64
+	refs     atomic.Int64
+}
+
+// acquire takes a reference, or reports false when the directory is being closed.
+func (d *rootDir) acquire() bool {
+	for {
+		n := d.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if d.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (d *rootDir) release() {
+	if d.refs.Add(-1) == 0 {
+		unix.Close(d.fd)
+	}
 }
 
 // probeOpenat2 opens "." of the web root with openat2(2), to learn whether the system lets edged use it.
@@ -31,15 +78,22 @@ var probeOpenat2 = func(fd int) error {
 
 // New opens dir as the web root. It fails when dir is missing, unreadable or not a directory.
 func New(dir string) (*Root, error) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("static: web root %s: %w", dir, err)
+	}
+	r := &Root{dir: dir, openat2: true}
+	if !r.path.set([]byte(abs)) {
+		return nil, fmt.Errorf("static: web root %s: %w", dir, unix.ENAMETOOLONG)
+	}
+	d, err := r.openDir()
 	if err != nil {
 		if errors.Is(err, unix.ENOTDIR) {
 			return nil, fmt.Errorf("%w: %s", ErrNotDirectory, dir)
 		}
 		return nil, fmt.Errorf("static: open web root %s: %w", dir, err)
 	}
-	r := &Root{dir: dir, fd: fd, openat2: true}
-	switch err := probeOpenat2(fd); {
+	switch err := probeOpenat2(d.fd); {
 	case err == nil:
 	case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM):
 		// ENOSYS: a kernel before 5.6. EPERM: a seccomp filter that does not know openat2, as
@@ -47,14 +101,84 @@ func New(dir string) (*Root, error) {
 		// fail with EPERM otherwise.
 		r.openat2 = false
 	default:
-		unix.Close(fd)
+		d.release()
 		return nil, fmt.Errorf("static: read web root %s: %w", dir, err)
 	}
+	r.cur.Store(d)
+	r.checked.Store(int64(time.Since(epoch)))
 	return r, nil
 }
 
-// Close releases the root's descriptor.
-func (r *Root) Close() error { return unix.Close(r.fd) }
+// openDir opens the directory the root's path names now, with Root's reference taken. It does not
+// allocate.
+func (r *Root) openDir() (*rootDir, error) {
+	cwd := unix.AT_FDCWD // the path is absolute; a variable, since the constant is negative
+	for {
+		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(cwd), uintptr(unsafe.Pointer(&r.path.b[0])),
+			uintptr(unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC), 0, 0, 0)
+		switch errno {
+		case 0:
+		case unix.EINTR:
+			continue
+		default:
+			return nil, errno
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(fd), &st); err != nil {
+			unix.Close(int(fd))
+			return nil, err
+		}
+		d := &rootDir{fd: int(fd), dev: st.Dev, ino: st.Ino}
+		d.refs.Store(1)
+		return d, nil
+	}
+}
+
+// acquire returns the directory to serve this request from, with a reference the caller releases,
+// or nil when the root's path names no directory. Once every RevalidateEvery it first looks at the
+// path again (see Root).
+func (r *Root) acquire() *rootDir {
+	if now := int64(time.Since(epoch)); now-r.checked.Load() >= int64(RevalidateEvery) && r.checking.TryLock() {
+		if now-r.checked.Load() >= int64(RevalidateEvery) && !r.closed.Load() {
+			r.revalidate()
+			r.checked.Store(now)
+		}
+		r.checking.Unlock()
+	}
+	for {
+		d := r.cur.Load()
+		if d == nil || d.acquire() {
+			return d
+		}
+		// d was replaced and closed between the load and the reference: load its successor.
+	}
+}
+
+// revalidate makes cur the directory the root's path names now (open, fstat and, when it is the same
+// one, close: three system calls a RevalidateEvery). Called with checking held.
+func (r *Root) revalidate() {
+	old := r.cur.Load()
+	d, err := r.openDir()
+	if err == nil && old != nil && d.dev == old.dev && d.ino == old.ino {
+		d.release()
+		return
+	}
+	r.cur.Store(d) // nil when the path names no directory now
+	if old != nil {
+		old.release()
+	}
+}
+
+// Close releases the root's directory; requests still resolving beneath it finish first.
+func (r *Root) Close() error {
+	r.checking.Lock()
+	defer r.checking.Unlock()
+	r.closed.Store(true)
+	if old := r.cur.Swap(nil); old != nil {
+		old.release()
+	}
+	return nil
+}
 
 // Dir returns the root directory as configured.
 func (r *Root) Dir() string { return r.dir }
@@ -90,8 +214,14 @@ func (r *Root) Serve(c *conn.Connection) error {
 	if isDir {
 		name = append(name, "index.html"...)
 	}
+	d := r.acquire()
+	if d == nil {
+		return notFound(c) // the web root's path names no directory now
+	}
+	defer d.release()
+	root := d.fd
 	var f file
-	switch err := r.open(name, &f); {
+	switch err := r.open(root, name, &f); {
 	case errors.Is(err, errIsDir) && !isDir:
 		// A directory asked for without its slash: redirect, as nginx and net/http do.
 		loc := append(append([]byte(nil), c.Path()...), '/')
@@ -113,7 +243,7 @@ func (r *Root) Serve(c *conn.Connection) error {
 	// sends it) gets Vary: Accept-Encoding on both variants of a file that has a sibling.
 	var gz file
 	gzipped := false
-	if c.Header("Accept-Encoding") != nil && r.open(append(name, ".gz"...), &gz) == nil {
+	if c.Header("Accept-Encoding") != nil && r.open(root, append(name, ".gz"...), &gz) == nil {
 		defer unix.Close(gz.fd)
 		_ = c.SetHeader("Vary", "Accept-Encoding")
 		if acceptsGzip(c) {
@@ -125,15 +255,15 @@ func (r *Root) Serve(c *conn.Connection) error {
 
 var errIsDir = errors.New("static: is a directory")
 
-// open opens the regular file rel (relative to the root, no leading slash) into f.
-func (r *Root) open(rel []byte, f *file) error {
+// open opens the regular file rel (relative to root, the web root's descriptor, no leading slash) into f.
+func (r *Root) open(root int, rel []byte, f *file) error {
 	var fd int
 	var err error
 	for {
 		if r.openat2 {
-			fd, err = openBeneath(r.fd, rel)
+			fd, err = openBeneath(root, rel)
 		} else {
-			fd, err = r.openChecked(rel)
+			fd, err = openChecked(root, rel)
 		}
 		if err != unix.EINTR && err != unix.EAGAIN {
 			break
@@ -229,12 +359,12 @@ func (c *cPath) readlink(buf []byte) (int, error) {
 // openChecked is the resolution of kernels without openat2(2) (before Linux 5.6): open, then check
 // with /proc that the file's real path is below the root's real path. Like openBeneath it allocates
 // nothing.
-func (r *Root) openChecked(rel []byte) (int, error) {
+func openChecked(dirfd int, rel []byte) (int, error) {
 	var path cPath
 	if !path.set(rel) {
 		return -1, unix.ENAMETOOLONG
 	}
-	nfd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(r.fd), uintptr(unsafe.Pointer(&path.b[0])),
+	nfd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path.b[0])),
 		uintptr(openHow.Flags), 0, 0, 0)
 	if errno != 0 {
 		return -1, errno
@@ -243,7 +373,7 @@ func (r *Root) openChecked(rel []byte) (int, error) {
 	var buf, rootBuf [4096]byte
 	path.setFdLink(fd)
 	n, err1 := path.readlink(buf[:])
-	path.setFdLink(r.fd)
+	path.setFdLink(dirfd)
 	m, err2 := path.readlink(rootBuf[:])
 	if err1 != nil || err2 != nil {
 		unix.Close(fd)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -401,7 +402,12 @@ func TestD5_Openat2RefusedBySeccomp(t *testing.T) {
 		t.Fatal("openat2 still in use after the probe was refused")
 	}
 	var f file
-	if err := r.open([]byte("index.html"), &f); err != nil {
+	d := r.acquire()
+	if d == nil {
+		t.Fatal("no web root directory")
+	}
+	defer d.release()
+	if err := r.open(d.fd, []byte("index.html"), &f); err != nil {
 		t.Fatalf("open through the fallback: %v", err)
 	}
 	unix.Close(f.fd)
@@ -434,4 +440,146 @@ func TestD5_IndexThatIsADirectoryIsNotFound(t *testing.T) {
 	if resp, _ := get(t, r, "/odd"); resp.StatusCode != 301 || resp.Header.Get("Location") != "/odd/" {
 		t.Errorf("/odd without slash: %d Location %q, want 301 to /odd/", resp.StatusCode, resp.Header.Get("Location"))
 	}
+}
+
+// TestD5_WebrootSwappedWhileServing: a release deployed by pointing the web root's symlink at a new
+// directory is served once the path is looked at again, and removing the old release then does not
+// leave the root answering 404 to everything until a restart.
+func TestD5_WebrootSwappedWhileServing(t *testing.T) {
+	defer func(d time.Duration) { RevalidateEvery = d }(RevalidateEvery)
+	RevalidateEvery = 0 // every request looks at the path
+	base, current := releases(t, "v1", "v2")
+	r, err := New(current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if resp, body := get(t, r, "/"); resp.StatusCode != 200 || string(body) != "v1" {
+		t.Fatalf("before the swap: %d %q, want 200 v1", resp.StatusCode, body)
+	}
+	swapRelease(t, current, "v2")
+	if resp, body := get(t, r, "/"); resp.StatusCode != 200 || string(body) != "v2" {
+		t.Errorf("after the swap: %d %q, want 200 v2", resp.StatusCode, body)
+	}
+	if err := os.RemoveAll(filepath.Join(base, "v1")); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := get(t, r, "/"); resp.StatusCode != 200 || string(body) != "v2" {
+		t.Errorf("after the old release was removed: %d %q, want 200 v2", resp.StatusCode, body)
+	}
+	// A web root that is gone altogether answers 404, and comes back with its directory.
+	if err := os.Remove(current); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := get(t, r, "/"); resp.StatusCode != 404 {
+		t.Errorf("web root removed: %d, want 404", resp.StatusCode)
+	}
+	swapRelease(t, current, "v2")
+	if resp, body := get(t, r, "/"); resp.StatusCode != 200 || string(body) != "v2" {
+		t.Errorf("web root back: %d %q, want 200 v2", resp.StatusCode, body)
+	}
+}
+
+// TestD5_WebrootSwapWaitsForRevalidation: between two looks at the path, requests are served from
+// the directory open since the last one, without a system call for the root.
+func TestD5_WebrootSwapWaitsForRevalidation(t *testing.T) {
+	defer func(d time.Duration) { RevalidateEvery = d }(RevalidateEvery)
+	RevalidateEvery = time.Hour
+	_, current := releases(t, "v1", "v2")
+	r, err := New(current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	swapRelease(t, current, "v2")
+	if resp, body := get(t, r, "/"); resp.StatusCode != 200 || string(body) != "v1" {
+		t.Errorf("within RevalidateEvery of the swap: %d %q, want 200 v1", resp.StatusCode, body)
+	}
+	RevalidateEvery = 0
+	if resp, body := get(t, r, "/"); resp.StatusCode != 200 || string(body) != "v2" {
+		t.Errorf("after RevalidateEvery: %d %q, want 200 v2", resp.StatusCode, body)
+	}
+}
+
+// TestD5_WebrootSwapsUnderLoadCloseEveryDirectory: requests in flight while the root is swapped back
+// and forth are each served whole from one release or the other, and every directory opened is closed
+// once Close is done (run with -race).
+func TestD5_WebrootSwapsUnderLoadCloseEveryDirectory(t *testing.T) {
+	defer func(d time.Duration) { RevalidateEvery = d }(RevalidateEvery)
+	RevalidateEvery = 0
+	_, current := releases(t, "v1", "v2")
+	before := openFDs(t)
+	r, err := New(current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, body := get(t, r, "/")
+				if resp.StatusCode != 200 || (string(body) != "v1" && string(body) != "v2") {
+					t.Errorf("during swaps: %d %q, want 200 v1 or v2", resp.StatusCode, body)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 200 {
+		swapRelease(t, current, []string{"v1", "v2"}[i%2])
+	}
+	close(stop)
+	wg.Wait()
+	r.Close()
+	if after := openFDs(t); after != before {
+		t.Errorf("open descriptors: %d before New, %d after Close", before, after)
+	}
+}
+
+// releases makes the directories names under a temporary base, each with an index.html holding its
+// name, and a symlink "current" to the first.
+func releases(t *testing.T, names ...string) (base, current string) {
+	t.Helper()
+	base = t.TempDir()
+	for _, v := range names {
+		if err := os.MkdirAll(filepath.Join(base, v), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(base, v, "index.html"), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	current = filepath.Join(base, "current")
+	if err := os.Symlink(names[0], current); err != nil {
+		t.Fatal(err)
+	}
+	return base, current
+}
+
+// swapRelease points current at target the way a deployment does: a new symlink renamed over it.
+func swapRelease(t *testing.T, current, target string) {
+	t.Helper()
+	if err := os.Symlink(target, current+".new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(current+".new", current); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }

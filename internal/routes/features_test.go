@@ -165,3 +165,46 @@ func TestW9_UpgradeWithoutPoolIs404(t *testing.T) {
 		t.Fatalf("upgrade without a pool: %d", resps[0].StatusCode)
 	}
 }
+
+// recorder is a topic subscriber that keeps what it was delivered.
+type recorder struct {
+	binary []bool
+}
+
+func (r *recorder) Deliver(binary bool, _ []byte) bool {
+	r.binary = append(r.binary, binary)
+	return true
+}
+
+// TestD4_TextMediaTypeIgnoresCase: an HTTP publish reaches WebSocket subscribers as text when its
+// Content-Type is text/* or JSON, whatever the case of the media type (RFC 9110 8.3.1: type and
+// subtype are case-insensitive), so that "Text/Plain" is delivered as published, as text.
+func TestD4_TextMediaTypeIgnoresCase(t *testing.T) {
+	hub := topics.New(topics.Config{MaxValueBytes: 16})
+	r := New(Config{Workers: 1, Hub: hub})
+	rec := &recorder{}
+	if err := hub.Subscribe([]byte("t"), rec); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ctype  string
+		binary bool
+	}{
+		{"text/plain", false},
+		{"Text/Plain; charset=UTF-8", false},
+		{"TEXT/CSV", false},
+		{"application/JSON", false},
+		{"Application/Vnd.Api+Json", false},
+		{"application/octet-stream", true},
+		{"image/png", true},
+	} {
+		rec.binary = rec.binary[:0]
+		resps, _ := do(t, r, "PUT /topics/t HTTP/1.1\r\nHost: a\r\nContent-Type: "+tc.ctype+"\r\nContent-Length: 2\r\n\r\n{}")
+		if resps[0].StatusCode/100 != 2 || len(rec.binary) != 1 {
+			t.Fatalf("%s: %d, %d deliveries", tc.ctype, resps[0].StatusCode, len(rec.binary))
+		}
+		if rec.binary[0] != tc.binary {
+			t.Errorf("Content-Type %q delivered as binary=%v, want %v", tc.ctype, rec.binary[0], tc.binary)
+		}
+	}
+}

@@ -164,10 +164,41 @@ func (r *Router) publishTopic(c *conn.Connection, name, buf []byte) error {
 }
 
 // isText decides how an HTTP publish reaches WebSocket subscribers: as a text message when its
-// Content-Type is text/* or JSON and the body is UTF-8, otherwise as a binary message.
+// Content-Type is text/* or JSON and the body is UTF-8, otherwise as a binary message. Type and subtype
+// are case-insensitive (RFC 9110 8.3.1): "Text/Plain" is text as "text/plain" is.
 func isText(ctype, body []byte) bool {
-	textual := bytes.HasPrefix(ctype, []byte("text/")) || bytes.Contains(ctype, []byte("json"))
+	textual := hasPrefixFold(ctype, "text/") || containsFold(ctype, "json")
 	return textual && utf8.Valid(body)
+}
+
+// hasPrefixFold reports whether s begins with the lower-case ASCII prefix, ignoring ASCII case.
+func hasPrefixFold(s []byte, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if lowerASCII(s[i]) != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// containsFold reports whether s holds the lower-case ASCII sub, ignoring ASCII case.
+func containsFold(s []byte, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if hasPrefixFold(s[i:], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + ('a' - 'A')
+	}
+	return c
 }
 
 // subscriber connects a WebSocket session to a topic: the hub delivers into the session's bounded

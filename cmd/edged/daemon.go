@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -430,7 +431,7 @@ func (d *daemon) statusJSON(b []byte, rps float64, reqs uint64) []byte {
 	st := d.main.Stats()
 	in, out := d.pool.Messages()
 	num := func(b []byte, k string, v int64) []byte {
-		b = strconv.AppendQuote(b, k)
+		b = appendJSONString(b, k)
 		b = append(b, ':')
 		return strconv.AppendInt(b, v, 10)
 	}
@@ -472,11 +473,52 @@ func (d *daemon) statusJSON(b []byte, rps float64, reqs uint64) []byte {
 }
 
 func appendPair(b []byte, k, v string, comma bool) []byte {
-	b = strconv.AppendQuote(b, k)
+	b = appendJSONString(b, k)
 	b = append(b, ':')
-	b = strconv.AppendQuote(b, v)
+	b = appendJSONString(b, v)
 	if comma {
 		b = append(b, ',')
 	}
 	return b
+}
+
+// appendJSONString appends s as a JSON string (RFC 8259 7). Go's quoting (strconv.Quote) is not JSON:
+// it writes \x01, \a or \U0001xxxx, which JSON.parse refuses, and a --webroot may hold any bytes but
+// '/' and NUL. As encoding/json does, control characters are escaped and each byte that is not part
+// of valid UTF-8 becomes U+FFFD; U+2028 and U+2029 are escaped for JavaScript's older parsers.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +195,32 @@ func TestS12_BadInheritedSocketNamesSystemd(t *testing.T) {
 	if !errors.As(err, &exit) || exit.code != exitBind || !strings.Contains(err.Error(), "systemd") ||
 		strings.Contains(err.Error(), s.listen) {
 		t.Fatalf("build with /dev/null as the inherited listener: %v; want exit status 3 naming systemd's socket, not %s", err, s.listen)
+	}
+}
+
+// TestD3_StatusSnapshotIsJSONWhateverTheWebroot: the status snapshot is JSON (the status page and any
+// subscriber JSON.parse it) even when a configuration string holds bytes Go's quoting writes as \x..:
+// a --webroot may be named with control characters or with bytes that are not UTF-8 (a Latin-1 "é").
+func TestD3_StatusSnapshotIsJSONWhateverTheWebroot(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "web\x01\x7f\"q\\b\tcaf\xe9\u2028\U000e0001")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := testDaemon(t, func(s *settings) { s.webroot = root })
+	runDaemon(t, d)
+	snap := d.statusJSON(nil, 1.5, 3)
+	var got struct {
+		RPS    float64        `json:"rps"`
+		Config map[string]any `json:"config"`
+	}
+	if err := json.Unmarshal(snap, &got); err != nil {
+		t.Fatalf("status snapshot is not JSON: %v\n%s", err, snap)
+	}
+	// encoding/json's reading of the name: each byte that is not UTF-8 becomes U+FFFD.
+	quoted, _ := json.Marshal(root)
+	var want string
+	json.Unmarshal(quoted, &want)
+	if got.RPS != 1.5 || got.Config["webroot"] != want {
+		t.Errorf("snapshot: rps %v, webroot %q; want 1.5, %q", got.RPS, got.Config["webroot"], want)
 	}
 }

@@ -74,6 +74,9 @@ type Hub struct {
 	cfg    Config
 	mu     sync.Mutex
 	topics map[string]*topic
+	// held counts the topics with a retained value, the reserved one aside: what MaxTopics bounds. A
+	// topic that only has subscribers holds no value and is bounded by its subscribers (sessions).
+	held int
 	// seq numbers every change of every topic, from a start that differs between runs, so that an
 	// ETag is never reused: not after DELETE and re-create, not after a restart.
 	seq uint64
@@ -117,16 +120,19 @@ func ValidName(name []byte) bool {
 func (h *Hub) Len() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := 0
-	for _, t := range h.topics {
-		if t.present {
-			n++
-		}
+	n := h.held
+	if t, ok := h.topics[h.cfg.Reserved]; ok && h.cfg.Reserved != "" && t.present {
+		n++
 	}
 	return n
 }
 
-// lookup returns the topic named name, creating it if create is set and the limit allows.
+// reserved reports whether name is the owner's reserved topic.
+func (h *Hub) reserved(name []byte) bool {
+	return h.cfg.Reserved != "" && string(name) == h.cfg.Reserved
+}
+
+// lookup returns the topic named name, creating it (without a value) if create is set.
 func (h *Hub) lookup(name []byte, create bool) (*topic, error) {
 	if !ValidName(name) {
 		return nil, ErrBadName
@@ -136,15 +142,6 @@ func (h *Hub) lookup(name []byte, create bool) (*topic, error) {
 	}
 	if !create {
 		return nil, nil
-	}
-	if r := h.cfg.Reserved; r == "" || string(name) != r {
-		n := len(h.topics)
-		if _, ok := h.topics[r]; ok && r != "" {
-			n--
-		}
-		if n >= h.cfg.MaxTopics {
-			return nil, ErrTooManyTopics
-		}
 	}
 	t := &topic{}
 	h.topics[string(name)] = t
@@ -167,6 +164,16 @@ func (h *Hub) Publish(name []byte, ctype []byte, binary bool, value []byte) (cre
 		return false, err
 	}
 	created = !t.present
+	if created && !h.reserved(name) {
+		// MaxTopics bounds the retained values: a topic that only has subscribers takes no room.
+		if h.held >= h.cfg.MaxTopics {
+			if len(t.subs) == 0 {
+				delete(h.topics, string(name))
+			}
+			return false, ErrTooManyTopics
+		}
+		h.held++
+	}
 	t.value = append(t.value[:0], value...)
 	if string(ctype) != t.ctype {
 		t.ctype = string(ctype)
@@ -213,6 +220,9 @@ func (h *Hub) Delete(name []byte) (bool, error) {
 	}
 	t.present = false
 	t.value = nil
+	if !h.reserved(name) {
+		h.held--
+	}
 	h.seq++
 	t.version = h.seq
 	if len(t.subs) == 0 {
@@ -221,7 +231,8 @@ func (h *Hub) Delete(name []byte) (bool, error) {
 	return true, nil
 }
 
-// Subscribe adds s to the topic and delivers the retained value first, if any (CONTRACT D4).
+// Subscribe adds s to the topic and delivers the retained value first, if any (CONTRACT D4). A topic
+// may be subscribed before it has a value, whatever MaxTopics: it gets one when it is published.
 func (h *Hub) Subscribe(name []byte, s Subscriber) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -181,3 +181,56 @@ func TestD4_ETagNotReusedAfterDeleteRecreate(t *testing.T) {
 		t.Fatalf("value changed from %q to %q but the ETag stayed %s", "old", "new", now)
 	}
 }
+
+// TestD4_SubscriptionTakesNoTopicRoom: --topics-max bounds the topics with a retained value (those
+// edged_topics counts). A subscription to a topic nobody has published yet holds no value, so it
+// neither makes publishers get 507 (ErrTooManyTopics) below the limit nor is refused itself.
+func TestD4_SubscriptionTakesNoTopicRoom(t *testing.T) {
+	h := New(Config{MaxTopics: 2, MaxValueBytes: 4, Reserved: "own/status"})
+	waiting := []*recorder{{}, {}, {}}
+	for i, r := range waiting {
+		if err := h.Subscribe([]byte("later/"+string(rune('a'+i))), r); err != nil {
+			t.Fatalf("subscription %d to a topic without a value: %v", i, err)
+		}
+	}
+	for _, name := range []string{"a", "b"} {
+		if _, err := h.Publish([]byte(name), nil, false, []byte("1")); err != nil {
+			t.Fatalf("topic %s of the 2 allowed, with subscriptions waiting: %v (Len %d)", name, err, h.Len())
+		}
+	}
+	if _, err := h.Publish([]byte("later/a"), nil, false, []byte("1")); !errors.Is(err, ErrTooManyTopics) {
+		t.Fatalf("a third topic with a value: err = %v, want ErrTooManyTopics", err)
+	}
+	if len(waiting[0].got) != 0 {
+		t.Fatalf("a refused publish was delivered: %v", waiting[0].got)
+	}
+	if n := h.Len(); n != 2 {
+		t.Fatalf("Len = %d, want 2", n)
+	}
+	// A subscription made with the limit reached still waits for its value.
+	late := &recorder{}
+	if err := h.Subscribe([]byte("later/z"), late); err != nil {
+		t.Fatalf("subscription with the limit reached: %v", err)
+	}
+	h.Delete([]byte("a"))
+	if created, err := h.Publish([]byte("later/z"), nil, false, []byte("v")); err != nil || !created {
+		t.Fatalf("publish after a delete freed room: created %v, err %v", created, err)
+	}
+	if strings.Join(late.got, ",") != "t:v" {
+		t.Fatalf("subscriber got %v, want the publish", late.got)
+	}
+	// A refused publish to a topic nobody follows leaves nothing behind; the reserved topic stays
+	// outside the count.
+	if _, err := h.Publish([]byte("c"), nil, false, []byte("1")); !errors.Is(err, ErrTooManyTopics) {
+		t.Fatalf("third topic: %v", err)
+	}
+	h.Publish([]byte("own/status"), nil, false, []byte("s"))
+	h.Delete([]byte("own/status"))
+	h.Delete([]byte("b"))
+	if _, err := h.Publish([]byte("c"), nil, false, []byte("1")); err != nil {
+		t.Fatalf("topic after a delete freed room: %v", err)
+	}
+	if n := h.Len(); n != 2 {
+		t.Fatalf("Len = %d, want 2", n)
+	}
+}

@@ -435,6 +435,11 @@ func (d *daemon) statusJSON(b []byte, rps float64, reqs uint64) []byte {
 		b = append(b, ':')
 		return strconv.AppendInt(b, v, 10)
 	}
+	if math.IsNaN(rps) || math.IsInf(rps, 0) {
+		// JSON has no NaN or Inf: the first snapshot's rate may be taken over no measurable time (a
+		// Pi Zero's clock ticks once a microsecond), 0/0 or n/0.
+		rps = 0
+	}
 	b = append(b, `{"rps":`...)
 	b = strconv.AppendFloat(b, rps, 'f', 1, 64)
 	b = append(b, ',')

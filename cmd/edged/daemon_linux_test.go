@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -222,5 +223,22 @@ func TestD3_StatusSnapshotIsJSONWhateverTheWebroot(t *testing.T) {
 	json.Unmarshal(quoted, &want)
 	if got.RPS != 1.5 || got.Config["webroot"] != want {
 		t.Errorf("snapshot: rps %v, webroot %q; want 1.5, %q", got.RPS, got.Config["webroot"], want)
+	}
+}
+
+// TestD3_StatusSnapshotRateIsJSON: the first snapshot's rate is taken over the time since the
+// publisher started, which a coarse clock (1 µs on a Pi Zero) can measure as zero: 0/0 is NaN and n/0
+// is +Inf, which strconv writes as "NaN" and "+Inf", no JSON. The snapshot stays JSON, with rate 0.
+func TestD3_StatusSnapshotRateIsJSON(t *testing.T) {
+	d := testDaemon(t, nil)
+	runDaemon(t, d)
+	for _, rps := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		snap := d.statusJSON(nil, rps, 0)
+		var got struct {
+			RPS float64 `json:"rps"`
+		}
+		if err := json.Unmarshal(snap, &got); err != nil || got.RPS != 0 {
+			t.Errorf("rate %v: rps %v, err %v\n%s", rps, got.RPS, err, snap)
+		}
 	}
 }

@@ -174,6 +174,12 @@ func (h *Hub) Publish(name []byte, ctype []byte, binary bool, value []byte) (cre
 		}
 		h.held++
 	}
+	if cap(t.value) < len(value) {
+		// Exactly what the value needs: append's growth (1.25x past 256 bytes, rounded up to a size
+		// class) would keep up to a quarter more than MaxValueBytes per topic, beyond the budget
+		// BufferBytes states (CONTRACT D8).
+		t.value = make([]byte, 0, len(value))
+	}
 	t.value = append(t.value[:0], value...)
 	if string(ctype) != t.ctype {
 		t.ctype = string(ctype)

@@ -234,3 +234,19 @@ func TestD4_SubscriptionTakesNoTopicRoom(t *testing.T) {
 		t.Fatalf("Len = %d, want 2", n)
 	}
 }
+
+// TestD8_RetainedValueWithinBudget: a topic whose value grows keeps no more than MaxValueBytes for it,
+// as BufferBytes counts. append's growth would keep 1.25 times the old capacity: 90,000 bytes then
+// 100,000 left a 114,688-byte buffer under --topic-max-bytes 100000.
+func TestD8_RetainedValueWithinBudget(t *testing.T) {
+	const limit = 100000
+	h := New(Config{MaxValueBytes: limit})
+	for _, n := range []int{1, 300, 90000, 100000, 5, limit} {
+		if _, err := h.Publish([]byte("t"), nil, true, make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+		if c := cap(h.topics["t"].value); c > limit {
+			t.Fatalf("after a %d-byte value the topic holds a %d-byte buffer, above MaxValueBytes %d", n, c, limit)
+		}
+	}
+}

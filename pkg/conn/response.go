@@ -209,7 +209,10 @@ func (c *Connection) sendInterim(code int, reason string) error {
 	h := c.appendStatusLine(c.resp.hbuf[:0], code, reason)
 	h = append(h, c.resp.arena...)
 	h = append(h, "\r\n"...)
+	// The headers set so far, a Date among them, left with the interim response: the final one gets
+	// edged's Date again unless the handler sets another (CONTRACT H15).
 	c.resp.arena = c.resp.arena[:0]
+	c.resp.dateSet = false
 	if err := c.writeRaw(h); err != nil {
 		return c.refuse(err)
 	}

@@ -42,7 +42,8 @@ var (
 	ErrBadResponseHeader = errors.New("conn: invalid response header")
 	// ErrHeaderSpace is returned by SetHeader when the response headers do not fit the header arena.
 	ErrHeaderSpace = errors.New("conn: response headers larger than the header arena")
-	// ErrBadStatus is returned for a status code outside 100-599 (CONTRACT H13).
+	// ErrBadStatus is returned for a status code outside 100-599, a reason phrase that is too long or
+	// holds control bytes, and a 101 to an HTTP/1.0 request (CONTRACT H13).
 	ErrBadStatus = errors.New("conn: status code outside 100-599")
 	// ErrBodyNotAllowed is returned by Write for a response that carries no body (1xx, 204, 304). The
 	// body of a HEAD response is counted (for its Content-Length) and dropped without an error.

@@ -1,6 +1,7 @@
 package conn_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -30,5 +31,30 @@ func TestH15_DateAfterInterimResponse(t *testing.T) {
 	head, _, _ := strings.Cut(final, "\r\n\r\n")
 	if !strings.Contains(head, "\r\nDate: ") {
 		t.Errorf("final response has no Date: %q", out)
+	}
+}
+
+// TestH13_SwitchingProtocolsRefusedToHTTP10: a server must not send a 1xx response to an HTTP/1.0
+// client (RFC 9110 15.2) and ignores Upgrade from it (RFC 9110 7.8). WriteHeader(101) on an HTTP/1.0
+// request is a handler error: nothing of a 101 goes out and the handler learns it at once (CONTRACT
+// H13, H17), instead of a "HTTP/1.0 101" head followed by another protocol.
+func TestH13_SwitchingProtocolsRefusedToHTTP10(t *testing.T) {
+	var werr, uerr error
+	h := conn.HandlerFunc(func(_ int, c *conn.Connection) error {
+		_ = c.SetHeader("Upgrade", "websocket")
+		_ = c.SetHeader("Connection", "Upgrade")
+		werr = c.WriteHeader(101)
+		if werr != nil {
+			return werr
+		}
+		_, _, uerr = c.Unbind()
+		return uerr
+	})
+	out := string(conntest.Do(conn.Config{}, h, "GET / HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"))
+	if !errors.Is(werr, conn.ErrBadStatus) {
+		t.Errorf("WriteHeader(101) to HTTP/1.0: err %v, want ErrBadStatus", werr)
+	}
+	if strings.Contains(out, " 101 ") || !strings.HasPrefix(out, "HTTP/1.1 500 ") {
+		t.Errorf("response %q, want a 500 and no 101", out)
 	}
 }

@@ -178,6 +178,10 @@ func (c *Connection) WriteHeaderReason(code int, reason string) error {
 			return c.refuse(ErrBadStatus)
 		}
 	}
+	if code == 101 && c.minor == 0 {
+		// RFC 9110 7.8, 15.2: no 1xx response to an HTTP/1.0 client, whose Upgrade is ignored.
+		return c.refuse(ErrBadStatus)
+	}
 	if code < 200 && code != 101 {
 		return c.sendInterim(code, reason)
 	}

@@ -301,10 +301,16 @@ func (c *Connection) Deadline() time.Time { return c.deadline }
 // connection to StateUnbound and returns the stream and the bytes already read past the request. The
 // returned slice is valid until the next Reset. Serve then returns without touching the stream.
 // A request body must be read or drainable first: otherwise Unbind returns ErrBodyNotConsumed,
-// nothing of the response has been sent, and the connection closes after the handler's answer.
+// nothing of the response has been sent, and the connection closes after the handler's answer. After a
+// refused response (SetHeader, WriteHeader or a write returned an error) Unbind returns that error.
 func (c *Connection) Unbind() (Stream, []byte, error) {
 	if c.state != StateRequest && c.state != StateResponse {
 		return nil, nil, ErrInvalidState
+	}
+	if c.resp.err != nil {
+		// The response was refused (CONTRACT H14): no 101 went out, the exchange ends in an error
+		// response, and the stream stays with the connection.
+		return nil, nil, c.resp.err
 	}
 	// The new protocol starts after the request body: one not consumed (drained within MaxDrain,
 	// and without a 100 Continue the client still waits for) would reach it as its first bytes.

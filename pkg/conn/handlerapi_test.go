@@ -58,3 +58,27 @@ func TestH13_SwitchingProtocolsRefusedToHTTP10(t *testing.T) {
 		t.Errorf("response %q, want a 500 and no 101", out)
 	}
 }
+
+// TestH14_UnbindAfterRefusedResponse: once a response is refused (a header with CR/LF, a bad status),
+// nothing of it is sent and the exchange ends in an error response (CONTRACT H14). A handler that
+// goes on to Unbind must not get the stream as if its 101 had gone out: Unbind returns the refusal,
+// the connection keeps the stream and answers 500.
+func TestH14_UnbindAfterRefusedResponse(t *testing.T) {
+	var uerr error
+	var taken bool
+	h := conn.HandlerFunc(func(_ int, c *conn.Connection) error {
+		_ = c.SetHeader("Sec-WebSocket-Protocol", "chat\r\nX-Injected: 1")
+		_ = c.WriteHeader(101)
+		var st conn.Stream
+		st, _, uerr = c.Unbind()
+		taken = st != nil
+		return uerr
+	})
+	out := string(conntest.Do(conn.Config{}, h, get("/ws")))
+	if !errors.Is(uerr, conn.ErrBadResponseHeader) || taken {
+		t.Errorf("Unbind after a refused header: stream taken %v, err %v; want ErrBadResponseHeader", taken, uerr)
+	}
+	if !strings.HasPrefix(out, "HTTP/1.1 500 ") || strings.Contains(out, "X-Injected") {
+		t.Errorf("response %q, want a 500", out)
+	}
+}

@@ -38,7 +38,7 @@ var (
 	// (for example WriteHeader twice, or Read after Unbind) (CONTRACT H19).
 	ErrInvalidState = errors.New("conn: call not valid in this connection state")
 	// ErrBadResponseHeader is returned by SetHeader for a name that is not a token or a value holding
-	// CR, LF or NUL; the response is then refused as a whole (CONTRACT H14).
+	// CR, LF, NUL or another control byte but HTAB; the response is then refused as a whole (CONTRACT H14).
 	ErrBadResponseHeader = errors.New("conn: invalid response header")
 	// ErrHeaderSpace is returned by SetHeader when the response headers do not fit the header arena.
 	ErrHeaderSpace = errors.New("conn: response headers larger than the header arena")

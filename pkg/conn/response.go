@@ -65,7 +65,8 @@ func (c *Connection) ResponseStarted() bool { return c.resp.committed }
 // SetHeader adds a response header line. Content-Length, Connection, Transfer-Encoding and Date are
 // interpreted: framing stays edged's job (CONTRACT H15), so Transfer-Encoding is dropped and Connection
 // only contributes its close and upgrade tokens. It returns ErrBadResponseHeader for a name that is not a
-// token or a value with CR, LF or NUL, and the whole response is then refused with 500 (CONTRACT H14).
+// token or a value with CR, LF, NUL or another control byte but HTAB, and the whole response is then
+// refused with 500 (CONTRACT H14).
 func (c *Connection) SetHeader(name, value string) error {
 	return c.addHeader(name, unsafe.Slice(unsafe.StringData(value), len(value)))
 }
@@ -87,7 +88,9 @@ func (c *Connection) addHeader(name string, value []byte) error {
 		return c.refuse(ErrBadResponseHeader)
 	}
 	for _, b := range value {
-		if b == '\r' || b == '\n' || b == 0 {
+		// CR, LF and NUL would split the response; the other control bytes make it malformed
+		// (RFC 9110 5.5): strict clients refuse it whole, as edged refuses them in requests (H5).
+		if !valueTable[b] {
 			return c.refuse(ErrBadResponseHeader)
 		}
 	}

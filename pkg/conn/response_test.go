@@ -118,6 +118,11 @@ func TestH14_ResponseHeaderValidation(t *testing.T) {
 		{"X-Bad", "a\nX-Injected: 1"},
 		{"X-Bad", "a\rX-Injected: 1"},
 		{"X-Bad", "a\x00b"},
+		// Other control bytes (RFC 9110 5.5): Go's client refuses the whole response ("malformed
+		// MIME header line"), and edged's own parser refuses them in requests (CONTRACT H5).
+		{"X-Bad", "a\x03b"},
+		{"X-Bad", "a\x1bb"},
+		{"X-Bad", "a\x7fb"},
 		{"X Bad", "v"},
 		{"X-Bad:", "v"},
 		{"", "v"},

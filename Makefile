@@ -11,7 +11,7 @@ COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Packages whose fuzz targets run: FUZZTIME each in `make fuzz`, FUZZTIME_TEST each in `make test`.
-FUZZ_PKGS ?= ./pkg/conn ./pkg/ws ./internal/static
+FUZZ_PKGS ?= ./pkg/conn ./pkg/ws ./internal/static ./internal/routes ./internal/topics ./cmd/edged
 FUZZTIME ?= 10m
 # An execution count, not a duration: a duration that expires while a fast target's workers are busy
 # can fail the run with "context deadline exceeded" although nothing was found.

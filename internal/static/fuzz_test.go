@@ -2,7 +2,11 @@
 
 package static
 
-import "testing"
+import (
+	"path"
+	"strings"
+	"testing"
+)
 
 // FuzzParseRange: any Range header gives either nothing (ignored), an unsatisfiable range, or a range
 // inside the file; never a panic.
@@ -47,6 +51,33 @@ func FuzzParseHTTPDate(f *testing.F) {
 			again, ok := parseHTTPDate([]byte(got.Format(httpTime)))
 			if !ok || !again.Equal(got) {
 				t.Fatalf("%q: %v, and its IMF form %q reads back as %v %v", b, got, got.Format(httpTime), again, ok)
+			}
+		}
+	})
+}
+
+// FuzzRelativePath checks the step from a decoded request path to a path under the web root (CONTRACT
+// D5): what is accepted is relative, already clean (path.Clean leaves it as it is: no ".", ".." or
+// empty segment), holds no backslash or NUL, and isDir reports exactly a trailing slash.
+func FuzzRelativePath(f *testing.F) {
+	for _, s := range []string{"/", "/a/b.txt", "/a/", "/../etc/passwd", "/a/./b", "//a", "/a\\b", "/a\x00", "a", "/.hidden", "/a/.."} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		rel, isDir, ok := relativePath(p)
+		if !ok {
+			return
+		}
+		s := string(rel)
+		if strings.ContainsAny(s, "\\\x00") || strings.HasPrefix(s, "/") || isDir != (s == "" || strings.HasSuffix(s, "/")) {
+			t.Fatalf("relativePath(%q) = %q, isDir %v", p, rel, isDir)
+		}
+		if trimmed := strings.TrimSuffix(s, "/"); trimmed != "" && path.Clean(trimmed) != trimmed {
+			t.Fatalf("relativePath(%q) = %q, which is not clean (%q)", p, rel, path.Clean(trimmed))
+		}
+		for _, seg := range strings.Split(strings.TrimSuffix(s, "/"), "/") {
+			if seg == ".." || seg == "." {
+				t.Fatalf("relativePath(%q) = %q, with a %q segment", p, rel, seg)
 			}
 		}
 	})

@@ -1,7 +1,11 @@
 package conn_test
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -81,4 +85,124 @@ func TestH14_UnbindAfterRefusedResponse(t *testing.T) {
 	if !strings.HasPrefix(out, "HTTP/1.1 500 ") || strings.Contains(out, "X-Injected") {
 		t.Errorf("response %q, want a 500", out)
 	}
+}
+
+// FuzzHandlerAPI runs a handler that makes a fuzzed sequence of response calls (SetHeader with any
+// value, SetContentLength, WriteHeader with final and interim codes, writes of any size, Flush, Reply,
+// body reads) for GET, HEAD, HTTP/1.0 and POST requests, followed by a pipelined request. Whatever the
+// handler does: no panic, the output is well-framed responses (interim ones first), a response the
+// handler completed without an error carries exactly the bytes its writes accepted, and unless the
+// response closes the connection the next request is answered (CONTRACT H13-H17, H19, H21).
+func FuzzHandlerAPI(f *testing.F) {
+	f.Add(uint8(0), []byte{3, 10, 4, 0, 3, 200})
+	f.Add(uint8(1), []byte{1, 5, 3, 20})
+	f.Add(uint8(2), []byte{4, 0, 3, 255, 3, 255, 3, 255, 3, 255, 3, 255})
+	f.Add(uint8(3), []byte{8, 3, 2, 5, 3, 1})
+	f.Add(uint8(0), []byte{0, 13, 2, 5, 5, 2})
+	f.Add(uint8(0), []byte{2, 1, 0, 3, 7, 4})
+	reqs := []struct{ method, req, next string }{
+		{"GET", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "GET /n HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"HEAD", "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", "GET /n HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"GET", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "GET /n HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"},
+		{"POST", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789", "GET /n HTTP/1.1\r\nHost: x\r\n\r\n"},
+	}
+	codes := []int{200, 201, 204, 304, 404, 103, 100, 500}
+	big := []byte(strings.Repeat("0123456789abcdef", 256)) // 4 KiB: several times the write buffer
+	f.Fuzz(func(t *testing.T, which uint8, ops []byte) {
+		rq := reqs[int(which)%len(reqs)]
+		var body []byte // bytes Write accepted
+		clean := true   // no call returned an error
+		h := conn.HandlerFunc(func(_ int, c *conn.Connection) error {
+			if string(c.Path()) == "/n" {
+				return c.Reply(200, "", []byte("next"))
+			}
+			note := func(err error) {
+				if err != nil {
+					clean = false
+				}
+			}
+			for i := 0; i+1 < len(ops); i += 2 {
+				op, arg := ops[i]%10, int(ops[i+1])
+				switch op {
+				case 0:
+					note(c.SetHeader("X-A", string(ops[i+1:min(len(ops), i+1+arg%8)])))
+				case 1:
+					c.SetContentLength(int64(arg))
+				case 2:
+					note(c.WriteHeader(codes[arg%len(codes)]))
+				case 3, 9:
+					n, err := c.Write(big[:arg*arg%len(big)])
+					body = append(body, big[:n]...)
+					note(err)
+				case 4:
+					note(c.Flush())
+				case 5:
+					code := codes[arg%len(codes)]
+					err := c.Reply(code, "text/plain", big[:arg])
+					if err == nil && code >= 200 {
+						body = append(body, big[:arg]...)
+					}
+					note(err)
+				case 6:
+					_, err := c.Write(nil)
+					note(err)
+				case 7:
+					note(c.WriteHeaderReason(299, string(ops[i+1:min(len(ops), i+1+arg%8)])))
+				case 8:
+					_, _ = c.Read(make([]byte, arg%12))
+				}
+			}
+			return nil
+		})
+		out := conntest.Do(conn.Config{BufferSize: 256, WriteBufferSize: 512}, h, rq.req+rq.next)
+		br := bufio.NewReader(bytes.NewReader(out))
+		var finals []*http.Response
+		var bodies [][]byte
+		for len(finals) < 2 {
+			m := rq.method
+			if len(finals) == 1 {
+				m = "GET"
+			}
+			if _, err := br.Peek(1); err != nil && len(finals) > 0 {
+				break
+			}
+			resp, err := http.ReadResponse(br, &http.Request{Method: m})
+			if err != nil {
+				t.Fatalf("response %d: %v\nops %v\noutput %q", len(finals), err, ops, clipOutput(out))
+			}
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				// A cut body is allowed only when the handler's calls failed or its declared
+				// length was not reached; it then ends the connection (CONTRACT H17).
+				if br.Buffered() > 0 {
+					t.Fatalf("a cut response is followed by more bytes\nops %v\noutput %q", ops, clipOutput(out))
+				}
+				return
+			}
+			if resp.StatusCode >= 100 && resp.StatusCode < 200 {
+				continue
+			}
+			finals = append(finals, resp)
+			bodies = append(bodies, b)
+		}
+		if br.Buffered() > 0 {
+			t.Fatalf("bytes after the responses\nops %v\noutput %q", ops, clipOutput(out))
+		}
+		first := finals[0]
+		if clean && first.StatusCode != 500 && rq.method != "HEAD" && first.StatusCode != 204 && first.StatusCode != 304 &&
+			!bytes.Equal(bodies[0], body) {
+			t.Fatalf("body of %d bytes, the writes accepted %d\nops %v\noutput %q", len(bodies[0]), len(body), ops, clipOutput(out))
+		}
+		if !first.Close && (len(finals) != 2 || string(bodies[1]) != "next") {
+			t.Fatalf("the next request was not answered\nops %v\noutput %q", ops, clipOutput(out))
+		}
+	})
+}
+
+// clipOutput shortens a long output for a failure message.
+func clipOutput(out []byte) string {
+	if len(out) > 600 {
+		return string(out[:300]) + "..." + string(out[len(out)-300:])
+	}
+	return string(out)
 }

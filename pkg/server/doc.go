@@ -74,7 +74,9 @@
 // last response, or from its accept. When the listener is readable, no slot is free, eviction is on and
 // sockets are parked, the head of the list is closed with reason "evicted" and its slot accepts the new
 // client (CONTRACT S13). Since an edge on the listener may be stale, poll(2) confirms that a connection
-// really waits before an idle socket is closed for it. A socket is evicted only once it has been idle for
+// really waits before an idle socket is closed for it and, in
+// the same call, that the socket is still idle: a request that came after the poller fetched its events
+// queues it instead. A socket is evicted only once it has been idle for
 // Config.EvictMinIdle (the daemon's default is 1s): under more busy clients than slots every parked
 // socket is idle for microseconds between requests, and without that minimum the clients would evict
 // each other's connections after every response. The poller wakes when the head reaches that age.

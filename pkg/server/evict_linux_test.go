@@ -72,3 +72,48 @@ func TestS13_WaitingClientServedWhenSocketsPark(t *testing.T) {
 		t.Fatalf("c3 not served %v after it came (%v); evictions %d", time.Since(start), err, rec.closedCount(ReasonEvicted))
 	}
 }
+
+// TestS13_SocketWithARequestIsNotEvicted: a parked socket whose request has arrived is no longer idle,
+// even when the poller has not fetched its event yet (more events were ready than one epoll_wait
+// returns): it is served, not evicted for a waiting client (CONTRACT S13, S5).
+func TestS13_SocketWithARequestIsNotEvicted(t *testing.T) {
+	checkLeaks(t)
+	rec := newRecorder()
+	const q = 130 // more sockets than the poller's batch of events
+	minIdle := scaled(300 * time.Millisecond)
+	ts := startServer(t, Config{Workers: 1, SocketQueue: q, ParkIdle: true, EvictIdle: true, EvictMinIdle: minIdle,
+		Observer: rec, Conn: conn.Config{KeepAliveTimeout: scaled(20 * time.Second)}}, echoPath)
+	first := dial(t, ts.Addr()) // the longest idle: the head of the parked list
+	waitFor(t, "the first socket to park", func() bool { return ts.Stats().SocketsParked == 1 })
+	others := make([]*client, q-1)
+	for i := range others {
+		others[i] = dial(t, ts.Addr())
+	}
+	waitFor(t, "every slot parked", func() bool { return ts.Stats().SocketsParked == q })
+	late := dial(t, ts.Addr())
+	waitFor(t, "the late client to wait for a slot", func() bool {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		return ts.acceptWaiting
+	})
+	// With the slot lock held the poller can fetch events but not act on them: the requests below
+	// reach the sockets while their events wait, the first socket's last, beyond one batch.
+	ts.mu.Lock()
+	for _, c := range others {
+		c.get("/o")
+	}
+	first.get("/first")
+	head := ts.slots[ts.parked.head].since
+	for ts.clock() < head+int64(minIdle) {
+		time.Sleep(time.Millisecond) // the first socket's age, on the server's clock, allows eviction
+	}
+	ts.mu.Unlock()
+	resp, body, err := first.tryResponse(patience)
+	if err != nil || resp.StatusCode != 200 || body != "/first" {
+		t.Fatalf("a socket with a request waiting was closed (%v); evictions %d", err, rec.closedCount(ReasonEvicted))
+	}
+	for _, c := range others {
+		c.response()
+	}
+	late.roundTrip("/late", "/late") // an idle socket gives way once it has idled again
+}

@@ -205,10 +205,7 @@ func (s *Server) slotEventLocked(i int32, gen uint32, events uint32) {
 	switch sl.state {
 	case slotParked:
 		if readable { // CONTRACT S5: a parked socket that becomes readable re-enters the queue
-			s.parked.remove(s.slots, i)
-			s.nParked.Add(-1)
-			sl.state = slotQueued
-			s.ready <- i // never blocks: the queue holds Q and at most Q slots are queued
+			s.unparkLocked(i)
 		}
 	case slotQueued:
 		sl.pendingIn = sl.pendingIn || readable
@@ -353,23 +350,38 @@ func (s *Server) takeSlotLocked(ln *listener, now int64) (slot, victim int32) {
 		s.free = s.free[:n-1]
 		return i, noSlot
 	}
-	if s.evicting && s.parked.n > 0 && s.slots[s.parked.head].since+s.evictMin > now {
-		// Too recently active to evict (Config.EvictMinIdle): try again when it has idled enough;
-		// timeoutLocked wakes the poller then.
-		s.acceptWaiting = true
-		return noSlot, noSlot
-	}
-	if s.evicting && s.parked.n > 0 {
+	for s.evicting && s.parked.n > 0 {
+		head := s.parked.head
+		if s.slots[head].since+s.evictMin > now {
+			// Too recently active to evict (Config.EvictMinIdle): try again when it has idled
+			// enough; timeoutLocked wakes the poller then.
+			break
+		}
 		// The edge only says that a client came; poll says whether one still waits, so that no idle
-		// socket is closed for nothing.
-		if !s.backlogWaiting(ln.fd) {
+		// socket is closed for nothing. The same call looks at the head: bytes (or the peer's close)
+		// may have reached it since epoll_wait returned, or beyond the events it returned, and a
+		// socket whose request came is no longer idle (CONTRACT S5): it is queued as its event would
+		// have queued it, and the next parked socket is considered.
+		waiting, readable := s.backlogWaiting(ln.fd, int(s.slots[head].fd))
+		if !waiting {
 			ln.pending = false
 			return noSlot, noSlot
 		}
-		return noSlot, s.parked.head
+		if !readable {
+			return noSlot, head
+		}
+		s.unparkLocked(head)
 	}
 	s.acceptWaiting = true
 	return noSlot, noSlot
+}
+
+// unparkLocked moves a parked socket that became readable to the socket queue (CONTRACT S5).
+func (s *Server) unparkLocked(i int32) {
+	s.parked.remove(s.slots, i)
+	s.nParked.Add(-1)
+	s.slots[i].state = slotQueued
+	s.ready <- i // never blocks: the queue holds Q and at most Q slots are queued
 }
 
 // acceptEvictingLocked accepts a client for which the parked socket victim is to be evicted
@@ -400,15 +412,21 @@ func (s *Server) acceptEvictingLocked(ln *listener, victim int32, now int64) boo
 	return true
 }
 
-// backlogWaiting reports whether the listener has a connection to accept.
-func (s *Server) backlogWaiting(fd int) bool {
+// backlogWaiting reports whether the listener lfd has a connection to accept, and whether the parked
+// socket fd has bytes, an end of stream or an error to read, in one poll(2).
+func (s *Server) backlogWaiting(lfd, fd int) (waiting, readable bool) {
 	for {
-		s.lnPoll[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+		s.lnPoll[0] = unix.PollFd{Fd: int32(lfd), Events: unix.POLLIN}
+		s.lnPoll[1] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}
 		n, err := unix.Poll(s.lnPoll[:], 0)
 		if err == unix.EINTR {
 			continue
 		}
-		return err == nil && n > 0 && s.lnPoll[0].Revents&unix.POLLIN != 0
+		if err != nil || n == 0 {
+			return false, false
+		}
+		return s.lnPoll[0].Revents&unix.POLLIN != 0,
+			s.lnPoll[1].Revents&(unix.POLLIN|unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
 	}
 }
 

@@ -34,7 +34,7 @@ type Server struct {
 	scratch      []byte // lingering drains read into it
 	sa           unix.RawSockaddrAny
 	salen        uint32
-	lnPoll       [1]unix.PollFd
+	lnPoll       [2]unix.PollFd             // the listener and an eviction's victim
 	accept       func(lfd int) (int, error) // accept4; replaced in tests to inject errors
 	backoff      time.Duration
 	backoffUntil int64

@@ -58,8 +58,8 @@ func TestH13_SwitchingProtocolsRefusedToHTTP10(t *testing.T) {
 	if !errors.Is(werr, conn.ErrBadStatus) {
 		t.Errorf("WriteHeader(101) to HTTP/1.0: err %v, want ErrBadStatus", werr)
 	}
-	if strings.Contains(out, " 101 ") || !strings.HasPrefix(out, "HTTP/1.1 500 ") {
-		t.Errorf("response %q, want a 500 and no 101", out)
+	if strings.Contains(out, " 101 ") || !strings.HasPrefix(out, "HTTP/1.0 500 ") {
+		t.Errorf("response %q, want an HTTP/1.0 500 and no 101", out)
 	}
 }
 

@@ -497,12 +497,9 @@ func (c *Connection) httpDate(now time.Time) []byte {
 // for HEAD) and Connection: close (CONTRACT H17, H18).
 func (c *Connection) sendError(code int) {
 	reason := reasonPhrase(code)
-	h := c.resp.wbuf[:0]
-	h = append(h, "HTTP/1.1 "...)
-	h = strconv.AppendInt(h, int64(code), 10)
-	h = append(h, ' ')
-	h = append(h, reason...)
-	h = append(h, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
+	// The request's version once the request line gave it, HTTP/1.1 before that (CONTRACT H13).
+	h := c.appendStatusLine(c.resp.wbuf[:0], code, reason)
+	h = append(h, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
 	h = strconv.AppendInt(h, int64(len(reason)+1), 10)
 	h = append(h, "\r\nConnection: close\r\nDate: "...)
 	h = append(h, c.httpDate(time.Now())...)

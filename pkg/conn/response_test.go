@@ -34,6 +34,10 @@ func TestH13_StatusLine(t *testing.T) {
 		{"308", get("/"), func(c *conn.Connection) error { return c.WriteHeader(308) }, "HTTP/1.1 308 Permanent Redirect"},
 		{"unassigned code keeps its space", get("/"), func(c *conn.Connection) error { return c.WriteHeader(299) }, "HTTP/1.1 299 "},
 		{"100-599 bounds: 599", get("/"), func(c *conn.Connection) error { return c.WriteHeader(599) }, "HTTP/1.1 599 "},
+		// The error responses of H17 and H18 follow the request's version too, once it is known.
+		{"HTTP/1.0 handler error gets HTTP/1.0", "GET / HTTP/1.0\r\n\r\n", func(c *conn.Connection) error { return errors.New("boom") }, "HTTP/1.0 500 Internal Server Error"},
+		{"HTTP/1.0 protocol error gets HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", func(c *conn.Connection) error { return c.WriteHeader(200) }, "HTTP/1.0 400 Bad Request"},
+		{"unparsed version gets HTTP/1.1", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", func(c *conn.Connection) error { return c.WriteHeader(200) }, "HTTP/1.1 505 HTTP Version Not Supported"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

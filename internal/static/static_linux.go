@@ -109,28 +109,41 @@ func New(dir string) (*Root, error) {
 	return r, nil
 }
 
-// openDir opens the directory the root's path names now, with Root's reference taken. It does not
-// allocate.
+// openDir opens the directory the root's path names now, with Root's reference taken.
 func (r *Root) openDir() (*rootDir, error) {
+	fd, dev, ino, err := r.openPath()
+	if err != nil {
+		return nil, err
+	}
+	return newRootDir(fd, dev, ino), nil
+}
+
+func newRootDir(fd int, dev, ino uint64) *rootDir {
+	d := &rootDir{fd: fd, dev: dev, ino: ino}
+	d.refs.Store(1)
+	return d
+}
+
+// openPath opens the directory the root's path names now and returns its descriptor and identity. It
+// does not allocate.
+func (r *Root) openPath() (fd int, dev, ino uint64, err error) {
 	cwd := unix.AT_FDCWD // the path is absolute; a variable, since the constant is negative
 	for {
-		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(cwd), uintptr(unsafe.Pointer(&r.path.b[0])),
+		nfd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(cwd), uintptr(unsafe.Pointer(&r.path.b[0])),
 			uintptr(unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC), 0, 0, 0)
 		switch errno {
 		case 0:
 		case unix.EINTR:
 			continue
 		default:
-			return nil, errno
+			return -1, 0, 0, errno
 		}
 		var st unix.Stat_t
-		if err := unix.Fstat(int(fd), &st); err != nil {
-			unix.Close(int(fd))
-			return nil, err
+		if err := unix.Fstat(int(nfd), &st); err != nil {
+			unix.Close(int(nfd))
+			return -1, 0, 0, err
 		}
-		d := &rootDir{fd: int(fd), dev: st.Dev, ino: st.Ino}
-		d.refs.Store(1)
-		return d, nil
+		return int(nfd), st.Dev, st.Ino, nil
 	}
 }
 
@@ -155,18 +168,37 @@ func (r *Root) acquire() *rootDir {
 }
 
 // revalidate makes cur the directory the root's path names now (open, fstat and, when it is the same
-// one, close: three system calls a RevalidateEvery). Called with checking held.
+// one, close: three system calls a RevalidateEvery, and no allocation). Called with checking held.
+// Only a path that names no directory (gone, not a directory, a symlink loop, not searchable) drops
+// the current one; an error of edged's own, such as EMFILE or ENOMEM under load, keeps it, so that a
+// moment without descriptors does not turn the web root into 404s until the next look.
 func (r *Root) revalidate() {
 	old := r.cur.Load()
-	d, err := r.openDir()
-	if err == nil && old != nil && d.dev == old.dev && d.ino == old.ino {
-		d.release()
+	fd, dev, ino, err := r.openPath()
+	var d *rootDir
+	switch {
+	case err == nil && old != nil && dev == old.dev && ino == old.ino:
+		unix.Close(fd)
+		return
+	case err == nil:
+		d = newRootDir(fd, dev, ino)
+	case old != nil && !pathGone(err):
 		return
 	}
 	r.cur.Store(d) // nil when the path names no directory now
 	if old != nil {
 		old.release()
 	}
+}
+
+// pathGone reports whether err, from opening the web root's path, says that the path names no
+// directory edged can serve, rather than that edged lacks a resource to open it now.
+func pathGone(err error) bool {
+	switch err {
+	case unix.ENOENT, unix.ENOTDIR, unix.ELOOP, unix.EACCES, unix.EPERM, unix.ENAMETOOLONG:
+		return true
+	}
+	return false
 }
 
 // Close releases the root's directory; requests still resolving beneath it finish first.

@@ -583,3 +583,69 @@ func openFDs(t *testing.T) int {
 	}
 	return len(ents)
 }
+
+// TestD5_RevalidationAllocatesNothing: looking at the web root's path again, when it still names the
+// same directory, allocates nothing: the request that makes the look is on the request path too.
+func TestD5_RevalidationAllocatesNothing(t *testing.T) {
+	defer func(d time.Duration) { RevalidateEvery = d }(RevalidateEvery)
+	RevalidateEvery = 0 // every request looks at the path
+	r, _ := newRoot(t)
+	h := conn.HandlerFunc(func(_ int, c *conn.Connection) error { return r.Serve(c) })
+	s := &loopStream{req: []byte("GET /ten.txt HTTP/1.1\r\nHost: x\r\n\r\n")}
+	c := conn.New(conn.Config{})
+	allocs := testing.AllocsPerRun(100, func() {
+		s.off = 0
+		c.Reset(s)
+		if _, err := c.Serve(0, h); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 {
+		t.Errorf("%.1f allocations per request that revalidates the web root", allocs)
+	}
+}
+
+// TestD5_WebrootKeptWhenDescriptorsRunOut: a look at the path that fails for want of descriptors
+// (EMFILE under load) keeps the directory served; the web root does not answer 404 once descriptors
+// are back.
+func TestD5_WebrootKeptWhenDescriptorsRunOut(t *testing.T) {
+	defer func(d time.Duration) { RevalidateEvery = d }(RevalidateEvery)
+	_, current := releases(t, "v1")
+	r, err := New(current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = uint64(openFDs(t) + 16)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Skip("cannot lower RLIMIT_NOFILE:", err)
+	}
+	var held []int
+	for {
+		fd, err := unix.Dup(0)
+		if err != nil {
+			break
+		}
+		held = append(held, fd)
+	}
+	RevalidateEvery = 0
+	if d := r.acquire(); d != nil { // the look fails with EMFILE
+		d.release()
+	}
+	for _, fd := range held {
+		unix.Close(fd)
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	RevalidateEvery = time.Hour
+	if resp, body := get(t, r, "/"); resp.StatusCode != 200 || string(body) != "v1" {
+		t.Errorf("after descriptors ran out: %d %q, want 200 v1", resp.StatusCode, body)
+	}
+}

@@ -365,16 +365,7 @@ func TestD5_NoAllocationPerFileRequest(t *testing.T) {
 		"GET /style.css HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip;q=1.0, identity; q=0.5\r\n\r\n",
 		"GET /style.css HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br, gzip;q=0\r\n\r\n",
 	} {
-		s := &loopStream{req: []byte(req)}
-		c := conn.New(conn.Config{})
-		allocs := testing.AllocsPerRun(100, func() {
-			s.off = 0
-			c.Reset(s)
-			if _, err := c.Serve(0, h); err != nil {
-				t.Fatal(err)
-			}
-		})
-		if allocs > 0 {
+		if allocs := allocsPerRequest(t, h, req); allocs > 0 {
 			t.Errorf("%q: %.1f allocations per request", req, allocs)
 		}
 	}
@@ -591,16 +582,7 @@ func TestD5_RevalidationAllocatesNothing(t *testing.T) {
 	RevalidateEvery = 0 // every request looks at the path
 	r, _ := newRoot(t)
 	h := conn.HandlerFunc(func(_ int, c *conn.Connection) error { return r.Serve(c) })
-	s := &loopStream{req: []byte("GET /ten.txt HTTP/1.1\r\nHost: x\r\n\r\n")}
-	c := conn.New(conn.Config{})
-	allocs := testing.AllocsPerRun(100, func() {
-		s.off = 0
-		c.Reset(s)
-		if _, err := c.Serve(0, h); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if allocs > 0 {
+	if allocs := allocsPerRequest(t, h, "GET /ten.txt HTTP/1.1\r\nHost: x\r\n\r\n"); allocs > 0 {
 		t.Errorf("%.1f allocations per request that revalidates the web root", allocs)
 	}
 }
@@ -648,4 +630,18 @@ func TestD5_WebrootKeptWhenDescriptorsRunOut(t *testing.T) {
 	if resp, body := get(t, r, "/"); resp.StatusCode != 200 || string(body) != "v1" {
 		t.Errorf("after descriptors ran out: %d %q, want 200 v1", resp.StatusCode, body)
 	}
+}
+
+// allocsPerRequest serves req with h 100 times on one connection and returns the mean allocations.
+func allocsPerRequest(t *testing.T, h conn.Handler, req string) float64 {
+	t.Helper()
+	s := &loopStream{req: []byte(req)}
+	c := conn.New(conn.Config{})
+	return testing.AllocsPerRun(100, func() {
+		s.off = 0
+		c.Reset(s)
+		if _, err := c.Serve(0, h); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

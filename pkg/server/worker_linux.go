@@ -229,17 +229,24 @@ func (w *worker) close(i int32, err error) {
 	}
 }
 
-// release closes the socket of the slot the worker serves. With linger, and unless the peer already
-// closed, the socket is shut down for writing and handed to the poller, which drains what the peer
-// still sends before closing, so that the peer reads the response instead of a reset (CONTRACT S8).
+// release closes the socket of the slot the worker serves, lingering first when linger is set and the
+// peer has not closed (closeOrLingerLocked).
 func (w *worker) release(i int32, reason CloseReason, linger bool) {
 	s := w.srv
 	s.obs.Closed(reason)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closeOrLingerLocked(i, linger && !w.st.eof)
+}
+
+// closeOrLingerLocked closes slot i's socket. With linger (and unless the server is being forced
+// down), the socket is shut down for writing and handed to the poller instead, which drains what the
+// peer still sends before closing, so that the peer reads the last bytes sent instead of a reset
+// (CONTRACT S8).
+func (s *Server) closeOrLingerLocked(i int32, linger bool) {
 	sl := &s.slots[i]
-	if linger && !w.st.eof && !s.forced && !s.pollerGone &&
-		unix.Shutdown(int(sl.fd), unix.SHUT_WR) == nil {
+	if linger && !s.forced && !s.pollerGone && unix.Shutdown(int(sl.fd), unix.SHUT_WR) == nil {
+		sl.taken = nil
 		sl.state = slotLingering
 		sl.since = s.clock() + int64(lingerTime)
 		sl.drainLeft = lingerBytes
@@ -285,18 +292,5 @@ func (s *Server) releaseUnbound(i int32, gen uint32) {
 		return
 	}
 	s.obs.Closed(ReasonUnbound)
-	if !sl.hup.Load() && !s.forced && !s.pollerGone && unix.Shutdown(int(sl.fd), unix.SHUT_WR) == nil {
-		sl.taken = nil
-		sl.state = slotLingering
-		sl.since = s.clock() + int64(lingerTime)
-		sl.drainLeft = lingerBytes
-		s.lingering.pushBack(s.slots, i)
-		s.fresh = append(s.fresh, i)
-		s.notifyLocked()
-		return
-	}
-	s.closeLocked(i)
-	if s.acceptWaiting || (s.draining && s.open.Load() == 0) {
-		s.notifyLocked()
-	}
+	s.closeOrLingerLocked(i, !sl.hup.Load())
 }

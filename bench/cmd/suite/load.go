@@ -18,6 +18,10 @@ type sample struct {
 	p50, p99 time.Duration // latency percentiles
 	errors   string        // socket errors or non-2xx/3xx responses, as wrk reports them; empty if none
 	cpu      time.Duration // CPU time (user + system) the server used during the run; 0 if unknown
+	// client is the load generator's own CPU time (user + system) over the run; busy its share of one
+	// core: when wrk -t1 is near 100%, the row measures the client as much as the server.
+	client time.Duration
+	busy   float64
 }
 
 var (
@@ -51,11 +55,16 @@ func durationArg(d time.Duration) string {
 func runWrk(ctx context.Context, args []string, d time.Duration) (sample, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "wrk", args...)
+	t0 := time.Now()
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return sample{}, fmt.Errorf("wrk %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return parseWrk(string(out))
+	s, err := parseWrk(string(out))
+	s.client = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	s.busy = float64(s.client) / float64(time.Since(t0))
+	return s, err
 }
 
 func parseWrk(out string) (sample, error) {
@@ -117,6 +126,7 @@ var (
 	reWSRound = regexp.MustCompile(`(?m)^round [0-9]+, ([0-9]+) B, (edged|gorilla): .*msgs_per_sec=([0-9.]+) p50_us=([0-9]+) p99_us=([0-9]+)(.*)$`)
 	reWSMsgs  = regexp.MustCompile(`msgs=([0-9]+)`)
 	reWSCPU   = regexp.MustCompile(`server_cpu_ms=([0-9]+)`)
+	reWSLoad  = regexp.MustCompile(`client_cpu_ms=([0-9]+) secs=([0-9.]+)`)
 )
 
 // runWSScript runs scripts/bench-ws.sh for one round and parses the lines it prints per run.
@@ -146,6 +156,14 @@ func runWSScript(ctx context.Context, env, argv []string, d time.Duration) (map[
 		if m := reWSCPU.FindStringSubmatch(m[6]); m != nil {
 			ms, _ := strconv.ParseInt(m[1], 10, 64)
 			s.cpu = time.Duration(ms) * time.Millisecond
+		}
+		if m := reWSLoad.FindStringSubmatch(m[6]); m != nil {
+			ms, _ := strconv.ParseInt(m[1], 10, 64)
+			secs, _ := strconv.ParseFloat(m[2], 64)
+			s.client = time.Duration(ms) * time.Millisecond
+			if secs > 0 {
+				s.busy = s.client.Seconds() / secs
+			}
 		}
 		p50, _ := strconv.ParseInt(m[4], 10, 64)
 		p99, _ := strconv.ParseInt(m[5], 10, 64)

@@ -176,6 +176,7 @@ type summary struct {
 	rate, spread float64
 	p50, p99     time.Duration
 	cpuPerReq    time.Duration // the server's CPU time per request; 0 if unknown
+	busy         float64       // the client's CPU time over the run's length (1 = one core); 0 if unknown
 	n            int
 	errors       []string
 }
@@ -183,6 +184,7 @@ type summary struct {
 func summarize(ss []sample) summary {
 	var rates []float64
 	var p50, p99, cpu []time.Duration
+	var busy []float64
 	var sm summary
 	for _, s := range ss {
 		rates = append(rates, s.rate)
@@ -191,12 +193,15 @@ func summarize(ss []sample) summary {
 		if s.cpu > 0 && s.requests > 0 {
 			cpu = append(cpu, s.cpu/time.Duration(s.requests))
 		}
+		if s.busy > 0 {
+			busy = append(busy, s.busy)
+		}
 		if s.errors != "" {
 			sm.errors = append(sm.errors, s.errors)
 		}
 	}
 	sm.n = len(ss)
-	sm.rate, sm.p50, sm.p99, sm.cpuPerReq = median(rates), median(p50), median(p99), median(cpu)
+	sm.rate, sm.p50, sm.p99, sm.cpuPerReq, sm.busy = median(rates), median(p50), median(p99), median(cpu), median(busy)
 	if sm.rate > 0 {
 		sm.spread = (slices.Max(rates) - slices.Min(rates)) / sm.rate
 	}
@@ -218,8 +223,8 @@ func fmtLatency(d time.Duration) string {
 // table returns the results as one Markdown table: medians, and each row's rate divided by edged's.
 func (r *report) table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n| workload | server | req/s | p50 | p99 | ÷ edged | spread | CPU/req | notes |\n")
-	fmt.Fprintf(&b, "|---|---|--:|--:|--:|--:|--:|--:|---|\n")
+	fmt.Fprintf(&b, "\n| workload | server | req/s | p50 | p99 | ÷ edged | spread | CPU/req | client CPU | notes |\n")
+	fmt.Fprintf(&b, "|---|---|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	for _, w := range r.wls {
 		base := summarize(r.results[w.title][kEdged])
 		for _, key := range w.servers {
@@ -243,8 +248,12 @@ func (r *report) table() string {
 			if sm.cpuPerReq > 0 {
 				cpu = fmt.Sprintf("%.1fus", float64(sm.cpuPerReq)/float64(time.Microsecond))
 			}
-			fmt.Fprintf(&b, "| %s | %s | %.0f%s | %s | %s | %s | %.0f%% | %s | %s |\n", w.title, labels[key], sm.rate, unit,
-				fmtLatency(sm.p50), fmtLatency(sm.p99), ratio, 100*sm.spread, cpu, notes)
+			client := "-"
+			if sm.busy > 0 {
+				client = fmt.Sprintf("%.0f%%", 100*sm.busy)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.0f%s | %s | %s | %s | %.0f%% | %s | %s | %s |\n", w.title, labels[key], sm.rate, unit,
+				fmtLatency(sm.p50), fmtLatency(sm.p99), ratio, 100*sm.spread, cpu, client, notes)
 		}
 	}
 	b.WriteString("\n")
@@ -285,7 +294,7 @@ func (r *report) markdown() string {
 		r.loadStart, r.loadEnd)
 	fmt.Fprintf(&b, "- %d rounds; each figure is the median of the rounds; every run lasts %s; within a round the servers take turns, in an order rotated each round. Whole run: %s.\n",
 		o.rounds, o.duration, r.finished.Sub(r.started).Round(time.Second))
-	fmt.Fprintf(&b, "- `÷ edged`: the row's rate divided by edged's (below 1: edged is faster). `spread`: (max - min) / median of the rounds' rates. `CPU/req`: the server's CPU time (user + system, all its threads and processes, from /proc/PID/stat) per completed request (per echoed message for WebSocket), median of the rounds: what the server costs, whether or not the client is the bottleneck.\n")
+	fmt.Fprintf(&b, "- `÷ edged`: the row's rate divided by edged's (below 1: edged is faster). `spread`: (max - min) / median of the rounds' rates. `CPU/req`: the server's CPU time (user + system, all its threads and processes, from /proc/PID/stat) per completed request (per echoed message for WebSocket), median of the rounds: what the server costs, whether or not the client is the bottleneck. `client CPU`: the load generator's own CPU time (user + system) over the run's length, median of the rounds, in per cent of one core; wrk -t1 cannot pass about 100%%, so a row near it is bounded by the client, and a faster server can only show as a lower `CPU/req` (wsload runs a goroutine per connection and can pass 100%%).\n")
 	fmt.Fprintf(&b, "- edged: `%s` (queue mode with parking, Q above every connection count); `edged (defaults: Q=8)`: no pool flags, so at most 8 sockets are held and wrk's other connections wait in the backlog.\n",
 		strings.Join(o.edgedArgs("$DIR/www"), " "))
 	b.WriteString(r.table())

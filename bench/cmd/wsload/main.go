@@ -1,6 +1,8 @@
 // Command wsload measures WebSocket echo throughput: C connections each send a message of S bytes,
 // wait for its echo and repeat, for D. It prints messages per second (round trips) and the
-// connections' p50 and p99 round-trip latency, as one line of key=value pairs.
+// connections' p50 and p99 round-trip latency, as one line of key=value pairs, with its own CPU time
+// (client_cpu_ms, user + system) and the run's length (secs), which tell whether the client was the
+// bottleneck.
 package main
 
 import (
@@ -11,6 +13,7 @@ import (
 	"log"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -29,7 +32,8 @@ func main() {
 		total int
 		wg    sync.WaitGroup
 	)
-	deadline := time.Now().Add(*dur)
+	start := time.Now()
+	deadline := start.Add(*dur)
 	for i := 0; i < *conns; i++ {
 		c, _, err := websocket.DefaultDialer.Dial(*url, nil)
 		if err != nil {
@@ -75,5 +79,12 @@ func main() {
 		}
 		return lats[int(q*float64(len(lats)-1))]
 	}
-	fmt.Printf("msgs_per_sec=%.0f p50_us=%d p99_us=%d msgs=%d\n", float64(total)/dur.Seconds(), p(0.5).Microseconds(), p(0.99).Microseconds(), total)
+	secs := time.Since(start).Seconds()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		log.Fatal(err)
+	}
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	fmt.Printf("msgs_per_sec=%.0f p50_us=%d p99_us=%d msgs=%d client_cpu_ms=%d secs=%.3f\n", float64(total)/dur.Seconds(),
+		p(0.5).Microseconds(), p(0.99).Microseconds(), total, cpu.Milliseconds(), secs)
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"io/fs"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // runCLI executes the command line in process and returns the exit status and both outputs.
@@ -334,6 +336,35 @@ func TestExitStatusOutputFailure(t *testing.T) {
 		root.SetErr(&errOut)
 		if code := execute(context.Background(), root, args); code != exitFail || !strings.Contains(errOut.String(), "no space left") {
 			t.Errorf("%v to a full disk: exit %d, stderr %q; want 1 and the write error", args, code, errOut.String())
+		}
+	}
+}
+
+// TestD6_LogTimesInUTC checks that both log formats write a record's time in UTC, ending in Z, whatever
+// the local zone: the lines of a fleet's gateways line up, and the zone database is never loaded.
+func TestD6_LogTimesInUTC(t *testing.T) {
+	local := time.Local
+	time.Local = time.FixedZone("UTC+5", 5*3600)
+	defer func() { time.Local = local }()
+	for _, format := range []string{"text", "json"} {
+		s := defaultSettings()
+		s.logFormat = format
+		var b bytes.Buffer
+		before := time.Now()
+		newLogger(&s, &b).Info("edged started", "addr", "127.0.0.1:8080")
+		m := regexp.MustCompile(`"?time"?[=:]"?([^" ]+)`).FindStringSubmatch(b.String())
+		if m == nil {
+			t.Fatalf("%s: no time in %q", format, b.String())
+		}
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil || !strings.HasSuffix(m[1], "Z") {
+			t.Fatalf("%s: time %q is not RFC 3339 in UTC (%v)", format, m[1], err)
+		}
+		if d := at.Sub(before); d < -time.Second || d > time.Minute {
+			t.Errorf("%s: time %s is %s away from the clock", format, m[1], d)
+		}
+		if !strings.Contains(b.String(), "127.0.0.1:8080") {
+			t.Errorf("%s: the record's attributes are lost: %q", format, b.String())
 		}
 	}
 }

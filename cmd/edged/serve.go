@@ -31,12 +31,25 @@ func newServeCmd() *cobra.Command {
 
 // newLogger returns the daemon's logger: slog to stderr (journald collects it), text or JSON
 // (CONTRACT D6).
+//
+// Times are logged in UTC (RFC 3339, ending in Z), as Prometheus logs them: the lines of gateways set
+// to different time zones line up, and journald stamps each line with its own local time anyway.
+// Formatting a local time would also make the daemon load the zone database (/etc/localtime) at its
+// first log line: 0.25 MiB more resident memory for the life of the process.
 func newLogger(s *settings, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: s.level()}
+	opts := &slog.HandlerOptions{Level: s.level(), ReplaceAttr: utcTime}
 	if s.logFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// utcTime is the handlers' ReplaceAttr: a record's time in UTC.
+func utcTime(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey && len(groups) == 0 && a.Value.Kind() == slog.KindTime {
+		a.Value = slog.TimeValue(a.Value.Time().UTC())
+	}
+	return a
 }
 
 // inheritedMetrics stands for --metrics-listen when the metrics listener is a socket from systemd.

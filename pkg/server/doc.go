@@ -61,6 +61,11 @@
 // means close. A small keep-alive request therefore costs read, write and no further system call when
 // it arrived on a parked socket.
 //
+// A readable edge may be stale when the poller dispatches it: fetched from epoll_wait while a worker
+// served the socket, it can be dispatched after that worker read the bytes and parked the socket, and
+// so queue an idle socket. With parking on, a worker therefore never waits for the first byte of a
+// request: finding none (and no wake-up pending), it parks the socket again by the same protocol.
+//
 // The slot lock is a mutex around park, unpark, the lists, the free stack and closing; it is held for
 // short, non-blocking steps (close(2) and shutdown(2) included, so that the poller's force-close never
 // reaches a descriptor number that a worker has just closed and the process reused). The poller takes

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/edged/edged/pkg/conn"
 )
 
@@ -49,4 +51,31 @@ func TestS5_PipelinedRequestAfterABodyIsNotParked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestS5_StaleReadableEdgeDoesNotHoldAWorker: the poller may dispatch a readable edge for bytes that
+// are no longer there. It fetched the edge from epoll_wait while a worker served the socket; before
+// the poller took the slot lock, the worker read those bytes, answered them and parked the socket.
+// The stale edge then queues the idle socket again. The worker that takes it finds nothing to read and
+// must park it again, not wait for a first byte until the keep-alive timeout: meanwhile it serves
+// nobody else (CONTRACT S5). The edge is replayed here as the poller would dispatch it.
+func TestS5_StaleReadableEdgeDoesNotHoldAWorker(t *testing.T) {
+	checkLeaks(t)
+	ts := startServer(t, Config{Workers: 1, SocketQueue: 4, ParkIdle: true,
+		Conn: conn.Config{KeepAliveTimeout: time.Hour}}, echoPath)
+	a, b := dial(t, ts.Addr()), dial(t, ts.Addr())
+	for _, c := range []*client{a, b} {
+		c.roundTrip("/x", "/x")
+		waitFor(t, "the socket to park", func() bool { return ts.slotParked(c.localPort()) })
+	}
+	i := int32(ts.slotOf(a.localPort()))
+	ts.mu.Lock()
+	ts.slotEventLocked(i, ts.slots[i].gen, unix.EPOLLIN|unix.EPOLLOUT)
+	ts.mu.Unlock()
+	waitFor(t, "the idle socket to park again", func() bool {
+		return ts.slotParked(a.localPort()) && ts.Stats().WorkersBusy == 0
+	})
+	b.roundTrip("/b", "/b")
+	a.roundTrip("/a", "/a")
+	waitFor(t, "both sockets parked", func() bool { return ts.Stats().SocketsParked == 2 })
 }

@@ -28,6 +28,9 @@ var (
 	// errDrainIdle ends a connection that waits for the first byte of a request while the server
 	// drains (CONTRACT S9).
 	errDrainIdle = errors.New("server: idle connection closed by shutdown")
+	// errParkIdle ends a wait for the first byte of a request with parking on: the worker parks the
+	// socket again instead (CONTRACT S5).
+	errParkIdle = errors.New("server: idle connection parked")
 )
 
 // stream is a worker's conn.Stream over the non-blocking socket of the slot it serves. Read and Write
@@ -114,6 +117,20 @@ func (st *stream) Read(p []byte) (int, error) {
 		}
 		if st.idle && st.srv.closing.Load() {
 			return 0, errDrainIdle
+		}
+		if st.idle && st.srv.parking {
+			// The socket was queued by a readable edge, but its bytes may be gone: the poller fetched
+			// the edge from epoll_wait while a worker served the socket, and dispatched it only after
+			// that worker had read the bytes, answered them and parked the socket. Waiting here would
+			// hold this worker until the keep-alive timeout; park the socket again (CONTRACT S5). A
+			// wake-up already there may announce bytes that the drained flag hides: read them first.
+			select {
+			case <-st.wake:
+				st.drained = false
+				continue
+			default:
+			}
+			return 0, errParkIdle
 		}
 		if err := st.wait(st.rdl, errReadTimeout); err != nil {
 			return 0, err

@@ -85,6 +85,14 @@ func (w *worker) serve(i int32) {
 		}
 		w.st.idle = w.c.Buffered() == 0
 		keep, err := w.c.Serve(w.id, w)
+		if err == errParkIdle {
+			// No byte of a request came: the socket is idle after all (stream.Read).
+			w.c.Reset(&w.st)
+			if w.park(i, fd) {
+				return
+			}
+			continue
+		}
 		if ex := w.c.LastExchange(); ex.Status != 0 {
 			s.obs.RequestDone(w.id, ex)
 		}

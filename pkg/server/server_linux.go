@@ -86,8 +86,12 @@ type Server struct {
 // bytes read past the upgrade request are the ones Unbind returned to the HTTP handler, valid until
 // this handler returns. st is a *TakenStream of its own, no longer tied to the worker: it may be used
 // from another goroutine for as long as the session lasts. The socket stays open and keeps its slot (it
-// counts against Q) until release (or st's Close) is called, from any goroutine; release closes it and
-// is idempotent. When the shutdown grace ends, the socket is shut down and st's reads and writes fail.
+// counts against Q) until release (or st's Close) is called; release closes it and is idempotent. It
+// may be called from any goroutine, but only once no Read or Write on st is in progress or will follow
+// (the session's own goroutine, when it ends): a call blocked in one is not woken, and the descriptor
+// number it holds may already belong to another socket. To end a session from elsewhere, make its
+// goroutine return (TakenStream.Interrupt). When the shutdown grace ends, the socket is shut down and
+// st's reads and writes fail.
 type UnboundHandler func(worker int, st conn.Stream, release func())
 
 const (

@@ -41,10 +41,15 @@ type stream struct {
 	fd    int
 	wake  chan struct{} // the worker's wake channel, capacity 1
 	timer *time.Timer
-	rdl   time.Time
-	wdl   time.Time
-	idle  bool // no byte of the current request read yet
-	eof   bool // the peer closed its side
+	// wwake and wtimer are what writes wait on: wake and timer themselves for a worker's stream, read
+	// and written by one goroutine; a pair of their own for a TakenStream, whose writes may wait while
+	// a read waits on another goroutine (CONTRACT W8: full duplex).
+	wwake  chan struct{}
+	wtimer *time.Timer
+	rdl    time.Time
+	wdl    time.Time
+	idle   bool // no byte of the current request read yet
+	eof    bool // the peer closed its side
 	// drained: the last read(2) found the socket empty (EAGAIN, or fewer bytes than asked for) and no
 	// wake-up was consumed since. The socket is registered edge-triggered, so bytes arriving after that
 	// read bring an edge, and the poller a wake-up: the next read waits for it instead of calling
@@ -63,6 +68,7 @@ func (st *stream) init(s *Server, wake chan struct{}) {
 	st.wake = wake
 	st.timer = time.NewTimer(time.Hour)
 	st.timer.Stop()
+	st.wwake, st.wtimer = wake, st.timer
 }
 
 // bind points the stream at a socket and its slot's hup flag.
@@ -167,7 +173,7 @@ func (st *stream) writeAll(p []byte, more bool) (int, error) {
 		case err != unix.EAGAIN:
 			return done, err
 		}
-		if err := st.wait(st.wdl, errWriteTimeout); err != nil {
+		if err := st.waitOn(st.wwake, st.wtimer, st.wdl, errWriteTimeout); err != nil {
 			return done, err
 		}
 	}
@@ -198,7 +204,7 @@ func (st *stream) SendFile(fd int, offset, n int64) (int64, error) {
 		case err != unix.EAGAIN:
 			return done, err
 		}
-		if err := st.wait(st.wdl, errWriteTimeout); err != nil {
+		if err := st.waitOn(st.wwake, st.wtimer, st.wdl, errWriteTimeout); err != nil {
 			return done, err
 		}
 	}
@@ -211,24 +217,36 @@ func (st *stream) SetReadDeadline(t time.Time) { st.rdl = t }
 // SetWriteDeadline sets the deadline of later writes; the zero time means none.
 func (st *stream) SetWriteDeadline(t time.Time) { st.wdl = t }
 
-// wait blocks until the poller wakes the worker or the deadline passes. A wake-up may be stale (meant
-// for an earlier socket or already consumed): the caller retries its system call, which is cheap. A
-// wake-up already there is taken even past the deadline, so that a drained socket's bytes are read as
-// a read(2) would have found them. Any wake-up taken ends drained: it may announce bytes, whichever
-// call (Read, Write, SendFile) waited for it.
+// wait blocks a read until the poller wakes the stream or the deadline passes (see waitOn).
 func (st *stream) wait(deadline time.Time, timeout error) error {
+	return st.waitOn(st.wake, st.timer, deadline, timeout)
+}
+
+// waitOn blocks until the poller wakes the stream (on wake) or the deadline passes (on timer). A
+// wake-up may be stale (meant for an earlier socket or already consumed): the caller retries its
+// system call, which is cheap. A wake-up already there is taken even past the deadline, so that a
+// drained socket's bytes are read as a read(2) would have found them. Any wake-up taken from the
+// reads' channel ends drained: it may announce bytes, whichever call (Read, Write, SendFile) waited
+// for it. A TakenStream's writes wait on channels of their own and leave drained to its reads, which
+// get the same wake-ups on theirs.
+func (st *stream) waitOn(wake chan struct{}, timer *time.Timer, deadline time.Time, timeout error) error {
 	if st.srv.forcedA.Load() {
 		return errForced
 	}
+	reads := wake == st.wake
 	select {
-	case <-st.wake:
-		st.drained = false
+	case <-wake:
+		if reads {
+			st.drained = false
+		}
 		return nil
 	default:
 	}
 	if deadline.IsZero() {
-		<-st.wake
-		st.drained = false
+		<-wake
+		if reads {
+			st.drained = false
+		}
 		return nil
 	}
 	d := time.Until(deadline)
@@ -236,13 +254,15 @@ func (st *stream) wait(deadline time.Time, timeout error) error {
 		return timeout
 	}
 	// Go 1.23 timers: Reset and Stop leave no stale tick in the channel.
-	st.timer.Reset(d)
+	timer.Reset(d)
 	select {
-	case <-st.wake:
-		st.timer.Stop()
-		st.drained = false
+	case <-wake:
+		timer.Stop()
+		if reads {
+			st.drained = false
+		}
 		return nil
-	case <-st.timer.C:
+	case <-timer.C:
 		return timeout
 	}
 }

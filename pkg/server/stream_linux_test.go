@@ -1,10 +1,13 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,5 +124,79 @@ func TestW9_FINBeforeTakeoverIsSeen(t *testing.T) {
 	close(sent)
 	if g := <-got; g != `"hello" <nil>` {
 		t.Fatalf("the taken-over stream read %s, want the bytes and the end of the stream", g)
+	}
+}
+
+// TestW8_TakenStreamFullDuplex: a taken-over stream is full duplex (CONTRACT W8; pkg/ws lets any
+// goroutine write a session's frames while its own goroutine reads). A write blocked on a peer that
+// does not read must neither move the deadline of a read waiting meanwhile nor take its wake-ups:
+// each call ends at its own deadline, not before it and not never.
+func TestW8_TakenStreamFullDuplex(t *testing.T) {
+	checkLeaks(t)
+	upgrade := conn.HandlerFunc(func(_ int, c *conn.Connection) error {
+		c.SetHeader("Upgrade", "test")
+		c.SetHeader("Connection", "Upgrade")
+		if err := c.WriteHeader(101); err != nil {
+			return err
+		}
+		_, _, err := c.Unbind()
+		return err
+	})
+	ts := startServer(t, Config{Workers: 1, SocketQueue: 2, ParkIdle: true}, upgrade)
+	// The write's deadline comes first: it is set while the read waits under its own, later one.
+	const readWait, writeWait = 2 * time.Second, time.Second
+	type result struct {
+		what          string
+		err           error
+		deadline, end time.Time
+	}
+	results := make(chan result, 2)
+	ts.SetUnboundHandler(func(_ int, st conn.Stream, release func()) {
+		go func() {
+			defer release()
+			wrote := make(chan struct{})
+			rdl := time.Now().Add(readWait)
+			st.SetReadDeadline(rdl)
+			go func() {
+				defer close(wrote)
+				wdl := time.Now().Add(writeWait)
+				st.SetWriteDeadline(wdl)
+				buf := make([]byte, 1<<20)
+				var err error
+				for err == nil { // until the socket's buffers are full and the write waits
+					_, err = st.Write(buf)
+				}
+				results <- result{"write", err, wdl, time.Now()}
+			}()
+			var b [64]byte
+			_, err := st.Read(b[:])
+			results <- result{"read", err, rdl, time.Now()}
+			<-wrote
+		}()
+	})
+	// A small receive window: the server's writes soon wait for a peer that never reads.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}}
+	c, err := d.Dial("tcp", ts.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case r := <-results:
+			if !errors.Is(r.err, os.ErrDeadlineExceeded) || r.end.Before(r.deadline) {
+				t.Errorf("%s ended %v after its deadline with %v, want a timeout at its deadline", r.what, r.end.Sub(r.deadline), r.err)
+			}
+		case <-time.After(readWait + patience):
+			c.Close() // the stream fails, and whatever still waits returns
+			t.Fatalf("a read or a write of the taken-over stream still waited %v after its deadline", patience)
+		}
 	}
 }

@@ -12,8 +12,10 @@ import (
 // served the upgrade: the socket keeps its slot (it still counts against Q, CONTRACT W9) and its
 // epoll registration, and the poller wakes the TakenStream instead of a worker.
 //
-// One goroutine uses Read, Write and the deadlines; Interrupt may be called from any goroutine; Close
-// releases the socket and its slot, once.
+// It is full duplex (CONTRACT W8): one goroutine may use Read and SetReadDeadline while another uses
+// Write and SetWriteDeadline; writes wait on a wake-up channel and a timer of their own, so that a
+// write blocked on a peer that does not read neither takes the read's wake-ups nor moves its deadline.
+// Interrupt may be called from any goroutine; Close releases the socket and its slot, once.
 type TakenStream struct {
 	stream
 	slot        int32
@@ -27,6 +29,8 @@ var _ conn.Stream = (*TakenStream)(nil)
 func newTakenStream(s *Server, i int32, gen uint32, fd int) *TakenStream {
 	t := &TakenStream{slot: i, gen: gen}
 	t.stream.init(s, make(chan struct{}, 1))
+	t.wwake, t.wtimer = make(chan struct{}, 1), time.NewTimer(time.Hour)
+	t.wtimer.Stop()
 	t.stream.bind(fd, &s.slots[i].hup)
 	return t
 }
@@ -61,6 +65,10 @@ func (t *TakenStream) wakeup() {
 	case t.wake <- struct{}{}:
 	default:
 	}
+	select {
+	case t.wwake <- struct{}{}:
+	default:
+	}
 }
 
 // Close gives the socket back: it lingers (CONTRACT S8, W6), then closes and re-arms its slot. Later
@@ -70,6 +78,7 @@ func (t *TakenStream) Close() error {
 		return nil
 	}
 	t.timer.Stop()
+	t.wtimer.Stop()
 	t.srv.releaseUnbound(t.slot, t.gen)
 	return nil
 }

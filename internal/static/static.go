@@ -1,6 +1,7 @@
 // Package static serves a device's web UI from a directory (CONTRACT D5): GET and HEAD, content types
-// from the extension, index.html for directories, no listings, ETag and Last-Modified with 304, a single
-// byte range (206, 416), precompressed NAME.gz siblings, and file bodies sent with sendfile(2).
+// from the extension, index.html for directories, no listings, ETag and Last-Modified with 304 (and 412
+// on a failed If-Match or If-Unmodified-Since), a single byte range (206, 416), precompressed NAME.gz
+// siblings, and file bodies sent with sendfile(2).
 //
 // Nothing outside the root is reachable: the request path is percent-decoded once, any "." or ".."
 // segment is refused, and files are opened with openat2(2) and RESOLVE_BENEATH relative to the root's

@@ -507,13 +507,18 @@ func qZero(params []byte) bool {
 
 const httpTime = "Mon, 02 Jan 2006 15:04:05 GMT"
 
-// serveFile answers with f, the precompressed sibling when gzipped: 304, 416, 206 or 200 (CONTRACT D5).
+// serveFile answers with f, the precompressed sibling when gzipped: 412, 304, 416, 206 or 200 (CONTRACT D5).
 func serveFile(c *conn.Connection, f *file, ctype string, gzipped bool) error {
 	etag := f.etag[:f.etagN]
 	var lm [29]byte
 	lastMod := f.mtime.UTC().AppendFormat(lm[:0], httpTime)
 	_ = c.SetHeaderBytes("ETag", etag)
 	_ = c.SetHeaderBytes("Last-Modified", lastMod)
+	if preconditionFailed(c, etag, f.mtime) {
+		// RFC 9110 13.2.2: If-Match and If-Unmodified-Since come before everything else; a client
+		// resuming a download of a file that has changed since gets 412, not a piece of the new one.
+		return c.Reply(412, "text/plain; charset=utf-8", bodyPreconditionFailed)
+	}
 	if notModified(c, etag, f.mtime) {
 		if gzipped {
 			_ = c.SetHeader("Content-Encoding", "gzip")
@@ -553,6 +558,45 @@ func serveFile(c *conn.Connection, f *file, ctype string, gzipped bool) error {
 		return err
 	}
 	return c.SendFile(f.fd, start, length)
+}
+
+var bodyPreconditionFailed = []byte("precondition failed\n")
+
+// preconditionFailed applies If-Match, else If-Unmodified-Since (RFC 9110 13.1.1, 13.1.4, 13.2.2):
+// both must be evaluated by an origin server before the method is performed.
+func preconditionFailed(c *conn.Connection, etag []byte, mtime time.Time) bool {
+	if c.Header("If-Match") != nil {
+		// The list may come in several lines (RFC 9110 5.3): a match in any of them holds.
+		for i := 0; i < c.NumHeaders(); i++ {
+			if name, v := c.HeaderAt(i); bytes.EqualFold(name, []byte("If-Match")) && matchStrong(v, etag) {
+				return false
+			}
+		}
+		return true
+	}
+	if ius := c.Header("If-Unmodified-Since"); ius != nil {
+		t, ok := parseHTTPDate(ius)
+		return ok && mtime.Truncate(time.Second).After(t)
+	}
+	return false
+}
+
+// matchStrong reports whether the If-Match field value list holds "*" or etag, by the strong
+// comparison RFC 9110 13.1.1 asks of If-Match: a weak tag ("W/" prefix) never matches.
+func matchStrong(list, etag []byte) bool {
+	for len(list) > 0 {
+		var t []byte
+		if i := bytes.IndexByte(list, ','); i >= 0 {
+			t, list = list[:i], list[i+1:]
+		} else {
+			t, list = list, nil
+		}
+		t = bytes.TrimSpace(t)
+		if bytes.Equal(t, []byte("*")) || bytes.Equal(t, etag) {
+			return true
+		}
+	}
+	return false
 }
 
 // notModified applies If-None-Match, else If-Modified-Since (RFC 9110 13.2.2).

@@ -172,6 +172,45 @@ func TestD5_Conditional(t *testing.T) {
 	}
 }
 
+// TestD5_Preconditions: If-Match and If-Unmodified-Since are evaluated before If-None-Match,
+// If-Modified-Since and Range (RFC 9110 13.2.2): a client resuming a download of a file that changed
+// gets 412, not a range of the new file spliced onto the old one.
+func TestD5_Preconditions(t *testing.T) {
+	r, _ := newRoot(t)
+	resp, _ := get(t, r, "/ten.txt")
+	etag, lm := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	const old = "Mon, 01 Jan 2001 00:00:00 GMT"
+	cases := []struct {
+		name    string
+		headers string
+		status  int
+	}{
+		{"If-Match current", "If-Match: " + etag + "\r\n", 200},
+		{"If-Match in a list", `If-Match: "other", ` + etag + "\r\n", 200},
+		{"If-Match in a second line", "If-Match: \"other\"\r\nIf-Match: " + etag + "\r\n", 200},
+		{"If-Match star", "If-Match: *\r\n", 200},
+		{"If-Match stale", "If-Match: \"stale\"\r\n", 412},
+		{"If-Match weak", "If-Match: W/" + etag + "\r\n", 412},
+		{"If-Match stale before If-None-Match", "If-Match: \"stale\"\r\nIf-None-Match: " + etag + "\r\n", 412},
+		{"If-Match current, then If-None-Match", "If-Match: " + etag + "\r\nIf-None-Match: " + etag + "\r\n", 304},
+		{"If-Match stale with Range", "If-Match: \"stale\"\r\nRange: bytes=2-\r\n", 412},
+		{"If-Unmodified-Since current", "If-Unmodified-Since: " + lm + "\r\n", 200},
+		{"If-Unmodified-Since old", "If-Unmodified-Since: " + old + "\r\n", 412},
+		{"If-Unmodified-Since old with Range", "If-Unmodified-Since: " + old + "\r\nRange: bytes=2-\r\n", 412},
+		{"If-Unmodified-Since invalid", "If-Unmodified-Since: yesterday\r\n", 200},
+		{"If-Unmodified-Since ignored after If-Match", "If-Match: " + etag + "\r\nIf-Unmodified-Since: " + old + "\r\n", 200},
+	}
+	for _, tc := range cases {
+		resp, body := get(t, r, "/ten.txt", tc.headers)
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.status)
+		}
+		if tc.status == 412 && bytes.Contains(body, []byte("0123456789")) {
+			t.Errorf("%s: 412 carries the file: %q", tc.name, body)
+		}
+	}
+}
+
 func TestD5_Ranges(t *testing.T) {
 	r, _ := newRoot(t)
 	cases := []struct {
@@ -362,6 +401,9 @@ func TestD5_NoAllocationPerFileRequest(t *testing.T) {
 		"GET /ten.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: " + lm + "\r\n\r\n",
 		"GET /ten.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT\r\n\r\n",
 		"GET /ten.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: yesterday\r\n\r\n",
+		"GET /ten.txt HTTP/1.1\r\nHost: x\r\nIf-Match: \"other\", " + etag + "\r\n\r\n",
+		"GET /ten.txt HTTP/1.1\r\nHost: x\r\nIf-Match: \"stale\"\r\n\r\n",
+		"GET /ten.txt HTTP/1.1\r\nHost: x\r\nIf-Unmodified-Since: Sat, 01 Jan 2000 00:00:00 GMT\r\n\r\n",
 		"GET /style.css HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip;q=1.0, identity; q=0.5\r\n\r\n",
 		"GET /style.css HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br, gzip;q=0\r\n\r\n",
 	} {

@@ -449,8 +449,11 @@ func notFound(c *conn.Connection) error {
 	return c.Reply(404, "text/plain; charset=utf-8", []byte("not found\n"))
 }
 
-// acceptsGzip reports whether Accept-Encoding lists gzip (or *) without q=0.
+// acceptsGzip reports whether Accept-Encoding lists gzip without q=0, or, when it does not list gzip,
+// lists * without q=0: "*" stands only for the codings not named (RFC 9110 12.5.3), so that
+// "gzip;q=0, *" refuses gzip.
 func acceptsGzip(c *conn.Connection) bool {
+	star := false
 	for i := 0; i < c.NumHeaders(); i++ {
 		name, v := c.HeaderAt(i)
 		if !bytes.EqualFold(name, []byte("Accept-Encoding")) {
@@ -465,16 +468,15 @@ func acceptsGzip(c *conn.Connection) bool {
 			}
 			coding, params, _ := bytes.Cut(bytes.TrimSpace(item), []byte(";"))
 			coding = bytes.TrimSpace(coding)
-			if !bytes.EqualFold(coding, []byte("gzip")) && !bytes.Equal(coding, []byte("*")) {
-				continue
+			switch {
+			case bytes.EqualFold(coding, []byte("gzip")):
+				return !qZero(params)
+			case bytes.Equal(coding, []byte("*")):
+				star = !qZero(params)
 			}
-			if qZero(params) {
-				continue
-			}
-			return true
 		}
 	}
-	return false
+	return star
 }
 
 // qZero reports whether the parameters of an Accept-Encoding item hold q=0 (RFC 9110 12.4.2), without

@@ -288,13 +288,16 @@ func TestD5_GzipSibling(t *testing.T) {
 	if plain.String() != strings.Repeat("body { color: red }\n", 50) {
 		t.Fatal("gzip variant does not decode to the file")
 	}
-	for _, ae := range []string{"Accept-Encoding: gzip;q=1.0\r\n", "Accept-Encoding: identity;q=0, gzip; q=0.5\r\n"} {
+	for _, ae := range []string{"Accept-Encoding: gzip;q=1.0\r\n", "Accept-Encoding: identity;q=0, gzip; q=0.5\r\n",
+		"Accept-Encoding: *\r\n", "Accept-Encoding: br;q=0, *\r\n"} {
 		if resp, _ := get(t, r, "/style.css", ae); resp.Header.Get("Content-Encoding") != "gzip" {
 			t.Errorf("%q: encoding %q, want gzip", ae, resp.Header.Get("Content-Encoding"))
 		}
 	}
 	for _, ae := range []string{"", "Accept-Encoding: identity\r\n", "Accept-Encoding: gzip;q=0\r\n",
-		"Accept-Encoding: gzip; q=0.000\r\n", "Accept-Encoding: gzip;Q=0, identity\r\n"} {
+		"Accept-Encoding: gzip; q=0.000\r\n", "Accept-Encoding: gzip;Q=0, identity\r\n",
+		// RFC 9110 12.5.3: "*" covers only the codings not listed; gzip;q=0 refuses gzip whatever its place.
+		"Accept-Encoding: gzip;q=0, *\r\n", "Accept-Encoding: *, gzip;q=0\r\n", "Accept-Encoding: *;q=0\r\n"} {
 		resp, body := get(t, r, "/style.css", ae)
 		// Without Accept-Encoding the sibling is not looked for, so no Vary; with it, Vary.
 		vary := "Accept-Encoding"

@@ -191,6 +191,33 @@ func TestS9_GraceEndForceCloses(t *testing.T) {
 	cl.closed()
 }
 
+// A socket still lingering when the grace period ends is closed by the force-close itself; with
+// nothing else open, the drain is over then, not a forceWait later.
+func TestS9_ForceClosingLastLingeringSocketEndsDrain(t *testing.T) {
+	checkLeaks(t)
+	grace := scaled(100 * time.Millisecond)
+	if grace >= lingerTime {
+		t.Fatalf("grace %v must end before the lingering close (%v) does", grace, lingerTime)
+	}
+	ts := startServer(t, Config{Workers: 1, SocketQueue: 2, ParkIdle: true, ShutdownGrace: grace}, echoPath)
+	cl := dial(t, ts.Addr())
+	cl.send("GET /bye HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+	if _, body := cl.response(); body != "/bye" {
+		t.Fatalf("got %q", body)
+	}
+	cl.closed() // the server shut its side down and lingers; the client never closes its own
+	waitFor(t, "the worker to let go", func() bool { return ts.Stats().WorkersBusy == 0 })
+	start := time.Now()
+	if err := ts.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Without a wake-up the poller sleeps until the force-close's own deadline: at least
+	// grace+forceWait. With one, it returns right after the grace period.
+	if d := time.Since(start); d < grace || d >= grace+forceWait {
+		t.Fatalf("shutdown took %v with a grace of %v and one lingering socket", d, grace)
+	}
+}
+
 func TestS9_StuckHandlerOutlivesServe(t *testing.T) {
 	checkLeaks(t)
 	g := newGate()

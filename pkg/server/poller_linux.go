@@ -122,6 +122,11 @@ func (s *Server) poll() error {
 			return nil
 		case !s.forcedA.Load() && now >= s.graceEnd:
 			s.force(now)
+			if s.open.Load() == 0 {
+				// The force-close closed the last sockets itself (lingering, parked): no worker or
+				// session is left to write the eventfd, so the loop would sleep until forceEnd.
+				return nil
+			}
 		case s.forcedA.Load() && now >= s.forceEnd:
 			s.gaveUp = true
 			return nil

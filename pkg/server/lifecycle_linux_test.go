@@ -212,7 +212,8 @@ func TestS9_ForceClosingLastLingeringSocketEndsDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Without a wake-up the poller sleeps until the force-close's own deadline: at least
-	// grace+forceWait. With one, it returns right after the grace period.
+	// grace+forceWait. With one, it returns right after the grace period, which counts from the
+	// moment the poller saw the stop request, after Shutdown made it.
 	if d := time.Since(start); d < grace || d >= grace+forceWait {
 		t.Fatalf("shutdown took %v with a grace of %v and one lingering socket", d, grace)
 	}

@@ -111,6 +111,8 @@ func (s *Server) poll() error {
 		s.mu.Unlock()
 
 		if s.stopReq.Load() && !s.closing.Load() {
+			// The grace counts from here: now was read before the stop request may have come.
+			now = s.clock()
 			s.beginDrain(now)
 		}
 		if !s.closing.Load() {

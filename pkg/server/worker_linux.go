@@ -173,6 +173,9 @@ func (w *worker) park(i int32, fd int) bool {
 			w.release(i, ReasonClientClosed, false)
 			return true
 		}
+		// Bytes wait: the socket is not drained, whatever the last read found, and the next read
+		// calls read(2) without waiting for a wake-up.
+		w.st.drained = false
 		return false
 	}
 }

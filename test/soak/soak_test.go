@@ -939,8 +939,12 @@ func TestSoak(t *testing.T) {
 		t.Errorf("VmRSS %d kB after the load, %d kB before (margin %d kB: %d kB of collector headroom plus %d kB)",
 			rss, rss0, margin, headroom, *rssSlack)
 	}
+	// A collection in the middle of the load counts what the load allocated during its mark as live
+	// (topic values replaced at once, message copies), so one goal can sit a little above the idle
+	// one without anything being kept: 2 MiB plus a tenth of the goal is allowed. A leak of even 100
+	// bytes a request passes that within the default run.
 	gcs := mem["go_gc_duration_seconds_count"] - before["go_gc_duration_seconds_count"]
-	if goal0, goal := before["go_memstats_next_gc_bytes"], mem["go_memstats_next_gc_bytes"]; gcs > 0 && goal > goal0+2<<20 {
+	if goal0, goal := before["go_memstats_next_gc_bytes"], mem["go_memstats_next_gc_bytes"]; gcs > 0 && goal > goal0*1.1+2<<20 {
 		t.Errorf("the heap goal grew from %.1f MiB to %.1f MiB over %v collections: the live heap grew", goal0/(1<<20), goal/(1<<20), gcs)
 	}
 

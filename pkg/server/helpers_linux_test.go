@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,3 +313,33 @@ func (r *recorder) String() string {
 }
 
 func errorsAs[T error](err error, target *T) bool { return errors.As(err, target) }
+
+// takeOver answers every request with 101 and takes the socket over (Unbind): the tests of taken-over
+// sockets give it to the server and receive the socket in their UnboundHandler.
+var takeOver = conn.HandlerFunc(func(_ int, c *conn.Connection) error {
+	c.SetHeader("Upgrade", "test")
+	c.SetHeader("Connection", "Upgrade")
+	if err := c.WriteHeader(101); err != nil {
+		return err
+	}
+	_, _, err := c.Unbind()
+	return err
+})
+
+// dialSmallWindow connects to addr with a 4 KiB receive buffer, so that what the server writes and the
+// client does not read soon fills the window and makes the server's writes wait. The connection is
+// closed when the test ends.
+func dialSmallWindow(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}

@@ -372,16 +372,7 @@ func TestS12_AdoptListeningSocket(t *testing.T) {
 func TestH19_UnboundSocketKeepsItsSlot(t *testing.T) {
 	checkLeaks(t)
 	rec := newRecorder()
-	upgrade := conn.HandlerFunc(func(_ int, c *conn.Connection) error {
-		c.SetHeader("Upgrade", "test")
-		c.SetHeader("Connection", "Upgrade")
-		if err := c.WriteHeader(101); err != nil {
-			return err
-		}
-		_, _, err := c.Unbind()
-		return err
-	})
-	ts := startServer(t, Config{Workers: 1, SocketQueue: 2, ParkIdle: true, Observer: rec}, upgrade)
+	ts := startServer(t, Config{Workers: 1, SocketQueue: 2, ParkIdle: true, Observer: rec}, takeOver)
 	releases := make(chan func(), 1)
 	ts.SetUnboundHandler(func(_ int, st conn.Stream, release func()) {
 		st.Write([]byte("taken over"))
@@ -473,17 +464,8 @@ func TestS9_ShutdownRightAfterServeStarts(t *testing.T) {
 // every worker is idle.
 func TestS9_UnreleasedTakeoverMakesShutdownIncomplete(t *testing.T) {
 	checkLeaks(t)
-	upgrade := conn.HandlerFunc(func(_ int, c *conn.Connection) error {
-		c.SetHeader("Upgrade", "test")
-		c.SetHeader("Connection", "Upgrade")
-		if err := c.WriteHeader(101); err != nil {
-			return err
-		}
-		_, _, err := c.Unbind()
-		return err
-	})
 	grace := scaled(200 * time.Millisecond)
-	s, err := New(Config{Listen: "127.0.0.1:0", Workers: 1, SocketQueue: 2, ShutdownGrace: grace}, upgrade)
+	s, err := New(Config{Listen: "127.0.0.1:0", Workers: 1, SocketQueue: 2, ShutdownGrace: grace}, takeOver)
 	if err != nil {
 		t.Fatal(err)
 	}

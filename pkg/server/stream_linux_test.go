@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -133,16 +132,7 @@ func TestW9_FINBeforeTakeoverIsSeen(t *testing.T) {
 // each call ends at its own deadline, not before it and not never.
 func TestW8_TakenStreamFullDuplex(t *testing.T) {
 	checkLeaks(t)
-	upgrade := conn.HandlerFunc(func(_ int, c *conn.Connection) error {
-		c.SetHeader("Upgrade", "test")
-		c.SetHeader("Connection", "Upgrade")
-		if err := c.WriteHeader(101); err != nil {
-			return err
-		}
-		_, _, err := c.Unbind()
-		return err
-	})
-	ts := startServer(t, Config{Workers: 1, SocketQueue: 2, ParkIdle: true}, upgrade)
+	ts := startServer(t, Config{Workers: 1, SocketQueue: 2, ParkIdle: true}, takeOver)
 	// The write's deadline comes first: it is set while the read waits under its own, later one.
 	const readWait, writeWait = 2 * time.Second, time.Second
 	type result struct {
@@ -175,16 +165,7 @@ func TestW8_TakenStreamFullDuplex(t *testing.T) {
 		}()
 	})
 	// A small receive window: the server's writes soon wait for a peer that never reads.
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) {
-			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-	}}
-	c, err := d.Dial("tcp", ts.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := dialSmallWindow(t, ts.Addr())
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}

@@ -3,9 +3,7 @@ package server
 import (
 	"bytes"
 	"io"
-	"net"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/edged/edged/pkg/conn"
@@ -20,16 +18,7 @@ import (
 func TestW6_ReleasedTakeoverLingers(t *testing.T) {
 	checkLeaks(t)
 	rec := newRecorder()
-	upgrade := conn.HandlerFunc(func(_ int, c *conn.Connection) error {
-		c.SetHeader("Upgrade", "test")
-		c.SetHeader("Connection", "Upgrade")
-		if err := c.WriteHeader(101); err != nil {
-			return err
-		}
-		_, _, err := c.Unbind()
-		return err
-	})
-	ts := startServer(t, Config{Workers: 1, SocketQueue: 2, ParkIdle: true, Observer: rec}, upgrade)
+	ts := startServer(t, Config{Workers: 1, SocketQueue: 2, ParkIdle: true, Observer: rec}, takeOver)
 	// More than the client's small receive window: the end of it is still in the server's send queue
 	// when the socket is released.
 	last := bytes.Repeat([]byte("z"), 60<<10)
@@ -39,16 +28,7 @@ func TestW6_ReleasedTakeoverLingers(t *testing.T) {
 		release()
 		close(released)
 	})
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) {
-			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-	}}
-	c, err := d.Dial("tcp", ts.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := dialSmallWindow(t, ts.Addr())
 	// The request and, behind it, bytes the server never reads.
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n"+
 		strings.Repeat("x", 32<<10)); err != nil {

@@ -28,6 +28,7 @@ const envPrefix = "EDGED_"
 type settings struct {
 	listen            string
 	workers           int
+	procs             int
 	socketQueue       int
 	bufferSize        int
 	maxHeaders        int
@@ -98,6 +99,7 @@ func defaultSettings() settings {
 func (s *settings) register(fs *pflag.FlagSet) {
 	fs.Var(&listenValue{&s.listen}, "listen", "address to listen on: host:port, host empty, localhost, IPv4 or [IPv6]")
 	fs.Var(&intValue{&s.workers, 1, server.MaxWorkers}, "workers", "number of worker goroutines, each with its own buffers")
+	fs.Var(&intValue{&s.procs, 0, maxProcs}, "procs", "processors running edged's goroutines at once, GOMAXPROCS (0 = the Go runtime's choice: $GOMAXPROCS, else the CPUs edged may use)")
 	fs.Var(&intValue{&s.socketQueue, 0, server.MaxSocketQueue}, "socket-queue", "accepted sockets held at most (0 = accept mode)")
 	fs.Var(&intValue{&s.bufferSize, conn.MinBufferSize, maxBufferSize}, "buffer-size", "per-worker read buffer in bytes: the largest request head")
 	fs.Var(&intValue{&s.maxHeaders, 1, maxHeaderLines}, "max-headers", "request header lines accepted")
@@ -246,6 +248,7 @@ func (s *settings) attrs() []slog.Attr {
 		slog.String("listen", s.listen),
 		slog.String("mode", s.mode()),
 		slog.Int("workers", s.workers),
+		slog.Int("procs", s.procs),
 		slog.Int("socket_queue", s.socketQueue),
 		slog.Int("buffer_size", s.bufferSize),
 		slog.Int("max_headers", s.maxHeaders),
@@ -433,6 +436,10 @@ const (
 	maxHeaderLines  = 1 << 16
 	maxMessageBytes = 256 << 20
 )
+
+// maxProcs bounds --procs: the runtime keeps per-processor state (caches, run queues) for each, and no
+// board edged runs on has a thousand cores.
+const maxProcs = 1 << 10
 
 // sizeValue is a byte count: plain digits, or a number with a binary unit (B, KiB, MiB, GiB; K, M, G
 // mean the same). It must be at least 1, and at most max unless max is 0.

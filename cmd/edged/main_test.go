@@ -28,6 +28,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 var allFlags = []struct{ name, def string }{
 	{"listen", ":8080"},
 	{"workers", "4"},
+	{"procs", "0"},
 	{"socket-queue", "8"},
 	{"buffer-size", "2048"},
 	{"max-headers", "64"},
@@ -112,6 +113,8 @@ func TestInvalidValues(t *testing.T) {
 		{[]string{"--workers", "0"}, "--workers"},
 		{[]string{"--workers", "many"}, "--workers"},
 		{[]string{"--workers", "1000000"}, "--workers"},
+		{[]string{"--procs", "-1"}, "--procs"},
+		{[]string{"--procs", "1025"}, "--procs"},
 		{[]string{"--socket-queue", "100000000"}, "--socket-queue"},
 		{[]string{"--buffer-size", "255"}, "--buffer-size"},
 		{[]string{"--socket-queue", "-1"}, "--socket-queue"},

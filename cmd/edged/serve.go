@@ -78,6 +78,10 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 	if err := s.checkBudget(); err != nil {
 		return err
 	}
+	if s.procs > 0 {
+		// See "Choosing --procs" in the README: one processor suits a board's usual load best.
+		runtime.GOMAXPROCS(s.procs)
+	}
 	d, err := build(s, logger, inherited)
 	if err != nil {
 		return err
@@ -102,6 +106,7 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 		slog.String("version", version),
 		slog.String("commit", commit),
 		slog.String("go", runtime.Version()),
+		slog.Int("gomaxprocs", runtime.GOMAXPROCS(0)),
 		slog.Int("pid", os.Getpid()),
 	}
 	if d.metricsS != nil {

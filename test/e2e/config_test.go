@@ -114,6 +114,7 @@ func TestD1_EveryFlagHasATwin(t *testing.T) {
 	twins := []twin{
 		{"listen", "listen", "127.0.0.1:7001", "", "127.0.0.1:7002", ""},
 		{"workers", "workers", "3", "", "5", ""},
+		{"procs", "procs", "1", "", "2", ""},
 		{"socket-queue", "socket_queue", "12", "", "0", ""},
 		{"buffer-size", "buffer_size", "4096", "", "1024", ""},
 		{"max-headers", "max_headers", "32", "", "16", ""},
@@ -256,6 +257,33 @@ func TestD8_GOMEMLIMITWins(t *testing.T) {
 	d := startDaemon(t, []string{"GOMEMLIMIT=64MiB"})
 	if got := d.waitLog("edged started")["go_memory_limit"]; got != float64(64<<20) {
 		t.Errorf("go_memory_limit %v with GOMEMLIMIT=64MiB", got)
+	}
+}
+
+// TestD2_ProcsSetsGOMAXPROCS: --procs sets the processors that run the daemon's goroutines, as the start-up
+// line and go_sched_gomaxprocs_threads show; without it the Go runtime's choice stands (GOMAXPROCS from
+// the environment here), and the flag wins over that variable as every flag wins over the environment.
+func TestD2_ProcsSetsGOMAXPROCS(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		want float64
+	}{
+		{"flag", nil, []string{"--procs", "1"}, 1},
+		{"twin", []string{"EDGED_PROCS=3"}, nil, 3},
+		{"GOMAXPROCS alone", []string{"GOMAXPROCS=3"}, nil, 3},
+		{"flag over GOMAXPROCS", []string{"GOMAXPROCS=3"}, []string{"--procs", "2"}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := startDaemon(t, tc.env, tc.args...)
+			if got := d.waitLog("edged started")["gomaxprocs"]; got != tc.want {
+				t.Errorf("start-up line: gomaxprocs %v, want %v", got, tc.want)
+			}
+			if got := scrape(t, d.url("/metrics"))["go_sched_gomaxprocs_threads"]; got != tc.want {
+				t.Errorf("go_sched_gomaxprocs_threads %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -60,6 +60,10 @@ const (
 	kFastHTTP = "fasthttp"
 	kNginx    = "nginx"
 	kGorilla  = "gorilla"
+	// The same servers on one processor (GOMAXPROCS=1): edged with --procs 1, and fasthttp so that
+	// edged's one-processor figures have a peer configured the same way.
+	kEdgedP1    = "edged-procs1"
+	kFastHTTPP1 = "fasthttp-procs1"
 )
 
 var labels = map[string]string{
@@ -69,6 +73,9 @@ var labels = map[string]string{
 	kFastHTTP: "fasthttp",
 	kNginx:    "nginx",
 	kGorilla:  "gorilla/websocket",
+
+	kEdgedP1:    "edged --procs 1",
+	kFastHTTPP1: "fasthttp, GOMAXPROCS=1",
 }
 
 // Static files served by every server.
@@ -96,7 +103,8 @@ func workloads(smoke bool, only *regexp.Regexp) []workload {
 
 func allWorkloads(smoke bool) []workload {
 	http := []string{kEdged, kNetHTTP, kFastHTTP, kNginx}
-	withDefaults := []string{kEdged, kDefaults, kNetHTTP, kFastHTTP, kNginx}
+	withDefaults := []string{kEdged, kDefaults, kNetHTTP, kFastHTTP, kNginx, kEdgedP1, kFastHTTPP1}
+	withProcs1 := []string{kEdged, kNetHTTP, kFastHTTP, kNginx, kEdgedP1, kFastHTTPP1}
 	ws := []string{kEdged, kGorilla}
 	if smoke {
 		return []workload{
@@ -108,7 +116,7 @@ func allWorkloads(smoke bool) []workload {
 		}
 	}
 	return []workload{
-		{title: "/healthz keep-alive, 4 conns", path: "/healthz", conns: 4, servers: http},
+		{title: "/healthz keep-alive, 4 conns", path: "/healthz", conns: 4, servers: withProcs1},
 		{title: "/healthz keep-alive, 64 conns", path: "/healthz", conns: 64, servers: withDefaults},
 		{title: "/healthz keep-alive, 256 conns", path: "/healthz", conns: 256, servers: withDefaults},
 		{title: "/healthz Connection: close, 16 conns", path: "/healthz", conns: 16, close: true, servers: http},
@@ -291,6 +299,12 @@ func startAll(ctx context.Context, o *options, dir, root string) (map[string]*se
 		{kNetHTTP, func() (*server, error) { return startPeer(ctx, o.peer, labels[kNetHTTP], "nethttp", root) }},
 		{kFastHTTP, func() (*server, error) { return startPeer(ctx, o.peer, labels[kFastHTTP], "fasthttp", root) }},
 		{kNginx, func() (*server, error) { return startNginx(ctx, filepath.Join(dir, "nginx"), root) }},
+		{kEdgedP1, func() (*server, error) {
+			return startEdged(ctx, o.edged, labels[kEdgedP1], append(o.edgedArgs(root), "--procs", "1")...)
+		}},
+		{kFastHTTPP1, func() (*server, error) {
+			return startPeer(ctx, o.peer, labels[kFastHTTPP1], "fasthttp", root, "GOMAXPROCS=1")
+		}},
 	}
 	for _, st := range steps {
 		s, err := st.start()

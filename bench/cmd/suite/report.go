@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -226,12 +227,20 @@ func (r *report) table() string {
 	fmt.Fprintf(&b, "\n| workload | server | req/s | p50 | p99 | ÷ edged | spread | CPU/req | client CPU | notes |\n")
 	fmt.Fprintf(&b, "|---|---|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	for _, w := range r.wls {
-		base := summarize(r.results[w.title][kEdged])
 		for _, key := range w.servers {
+			// A one-processor peer is compared with edged on one processor.
+			baseKey := kEdged
+			if key == kFastHTTPP1 {
+				baseKey = kEdgedP1
+			}
+			base := summarize(r.results[w.title][baseKey])
 			sm := summarize(r.results[w.title][key])
 			ratio := "-"
 			if key != kEdged && base.rate > 0 && sm.rate > 0 && !r.opts.smoke {
 				ratio = fmt.Sprintf("%.2f", sm.rate/base.rate)
+				if baseKey != kEdged {
+					ratio += " ¹"
+				}
 			}
 			unit := ""
 			if w.wsSize > 0 {
@@ -295,8 +304,9 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- %d rounds; each figure is the median of the rounds; every run lasts %s; within a round the servers take turns, in an order rotated each round. Whole run: %s.\n",
 		o.rounds, o.duration, r.finished.Sub(r.started).Round(time.Second))
 	fmt.Fprintf(&b, "- `÷ edged`: the row's rate divided by edged's (below 1: edged is faster). `spread`: (max - min) / median of the rounds' rates. `CPU/req`: the server's CPU time (user + system, all its threads and processes, from /proc/PID/stat) per completed request (per echoed message for WebSocket), median of the rounds: what the server costs, whether or not the client is the bottleneck. `client CPU`: the load generator's own CPU time (user + system) over the run's length, median of the rounds, in per cent of one core; wrk -t1 cannot pass about 100%%, so a row near it is bounded by the client, and a faster server can only show as a lower `CPU/req` (wsload runs a goroutine per connection and can pass 100%%).\n")
-	fmt.Fprintf(&b, "- edged: `%s` (queue mode with parking, Q above every connection count); `edged (defaults: Q=8)`: no pool flags, so at most 8 sockets are held and wrk's other connections wait in the backlog.\n",
-		strings.Join(o.edgedArgs("$DIR/www"), " "))
+	fmt.Fprintf(&b, "- edged: `%s` (queue mode with parking, Q above every connection count); `edged (defaults: Q=8)`: no pool flags, so at most 8 sockets are held and wrk's other connections wait in the backlog. `edged --procs 1` and `fasthttp, GOMAXPROCS=1`: the same servers on one processor (the Go runtime runs their goroutines on one thread at a time), the two are compared with each other (¹); every other Go server runs on all %d processors.\n",
+		strings.Join(o.edgedArgs("$DIR/www"), " "), runtime.NumCPU())
+	b.WriteString("- ¹ divided by the rate of `edged --procs 1`, not by edged's.\n")
 	b.WriteString(r.table())
 	for _, n := range r.notes {
 		fmt.Fprintf(&b, "Note: %s\n\n", n)
@@ -347,7 +357,7 @@ func (r *report) commands() string {
 	b.WriteString("```\n")
 	fmt.Fprintf(&b, "make bench BENCH_ROUNDS=%d BENCH_DURATION=%s   # runs bench/cmd/suite, which runs what follows\n", o.rounds, o.duration)
 	b.WriteString("# servers ($DIR is a temporary directory, $DIR/www holds 4k.bin and 1m.bin; each prints its address)\n")
-	for _, k := range []string{kEdged, kDefaults, kNetHTTP, kFastHTTP, kNginx} {
+	for _, k := range []string{kEdged, kDefaults, kNetHTTP, kFastHTTP, kNginx, kEdgedP1, kFastHTTPP1} {
 		if argv := r.argv[k]; argv != nil {
 			fmt.Fprintf(&b, "%s\n", r.cmdline(argv))
 		}

@@ -201,8 +201,13 @@ func startEdged(ctx context.Context, bin, name string, flags ...string) (*server
 	return start(ctx, name, argv, edgedAddr, "")
 }
 
-func startPeer(ctx context.Context, bin, name, kind, root string) (*server, error) {
+// startPeer runs bench/cmd/peer; env (NAME=VALUE) goes through env(1), so that the report's command line
+// shows it and the process keeps its pid.
+func startPeer(ctx context.Context, bin, name, kind, root string, env ...string) (*server, error) {
 	argv := []string{bin, "-kind", kind, "-listen", "127.0.0.1:0", "-root", root}
+	if len(env) > 0 {
+		argv = append(append([]string{"env"}, env...), argv...)
+	}
 	return start(ctx, name, argv, peerAddr, "")
 }
 

@@ -3,7 +3,6 @@ package server
 import (
 	"math"
 	"os"
-	"runtime"
 	"time"
 	"unsafe"
 
@@ -68,10 +67,10 @@ func (s *Server) closePoller() {
 // poll is the event loop: one goroutine waiting in epoll_wait for the listeners, the eventfd and every
 // accepted socket. It returns nil once a drain has finished, or an error if epoll fails.
 func (s *Server) poll() error {
+	var wakes0, resumes0 uint64
 	for {
-		// Let the workers just woken run before this goroutine blocks in a system call: with
-		// GOMAXPROCS=1 they would otherwise wait until the runtime takes the P back (CONTRACT S11).
-		runtime.Gosched()
+		// Let the goroutines just woken run before this one blocks in a system call (CONTRACT S11).
+		s.yield(wakes0, resumes0)
 		s.mu.Lock()
 		msec := s.timeoutLocked(s.clock())
 		if s.turned != nil {
@@ -92,6 +91,7 @@ func (s *Server) poll() error {
 			return os.NewSyscallError("epoll_wait", err)
 		}
 		now := s.clock()
+		wakes0, resumes0 = s.wakes.Load(), s.resumes.Load()
 		s.mu.Lock()
 		if s.turned != nil {
 			close(s.turned) // Alive: the loop turns
@@ -389,6 +389,7 @@ func (s *Server) unparkLocked(i int32) {
 	s.nParked.Add(-1)
 	s.slots[i].state = slotQueued
 	s.ready <- i // never blocks: the queue holds Q and at most Q slots are queued
+	s.wakes.Add(1)
 }
 
 // acceptEvictingLocked accepts a client for which the parked socket victim is to be evicted
@@ -505,6 +506,7 @@ func (s *Server) admitLocked(i int32, fd int, now int64) {
 	}
 	sl.state = slotQueued
 	s.ready <- i
+	s.wakes.Add(1)
 }
 
 // peerKey returns the per-client key of the address the last accept filled in (CONTRACT S14).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +80,11 @@ type Server struct {
 	doneOnce  sync.Once
 	workersUp atomic.Int32
 	allIdle   chan struct{} // closed when the last worker goroutine returns
+	// wakes counts the goroutines woken through a channel (a slot sent to the socket queue, a wake-up
+	// sent to a stream) and resumes the wake-ups taken, so that the poller on one processor can tell
+	// whether those it woke have run (yield).
+	wakes   atomic.Uint64
+	resumes atomic.Uint64
 }
 
 // UnboundHandler receives a socket whose connection was taken over with conn.Connection.Unbind
@@ -350,6 +356,28 @@ func (s *Server) notifyLocked() {
 func (s *Server) wakeWorkers() {
 	for _, w := range s.workers {
 		w.wakeup()
+	}
+}
+
+// maxYields bounds the poller's yields before it blocks in epoll_wait (yield).
+const maxYields = 4
+
+// yield lets the goroutines the poller's last turn woke run before it blocks in epoll_wait, a system
+// call that keeps its processor: with GOMAXPROCS=1 (CONTRACT S11), a goroutine still runnable then
+// waits until the runtime's monitor takes the processor back, 10 to 20 ms when it has long had
+// nothing to do. One yield is not always enough: the scheduler takes a goroutine from the global run
+// queue first once in 61 turns, and the yielding poller is there. So on one processor the poller
+// yields until as many wake-ups were taken as were sent since the turn began (wakes0, resumes0), at
+// most maxYields times: a wake-up sent to a goroutine that was not waiting is taken only later. With
+// more processors, an idle one takes over what the poller leaves runnable, and one yield lets the
+// workers start on this one's.
+func (s *Server) yield(wakes0, resumes0 uint64) {
+	runtime.Gosched()
+	if runtime.GOMAXPROCS(0) > 1 {
+		return
+	}
+	for k := 1; k < maxYields && s.resumes.Load()-resumes0 < s.wakes.Load()-wakes0; k++ {
+		runtime.Gosched()
 	}
 }
 

@@ -132,6 +132,7 @@ func (st *stream) Read(p []byte) (int, error) {
 			// wake-up already there may announce bytes that the drained flag hides: read them first.
 			select {
 			case <-st.wake:
+				st.srv.resumes.Add(1)
 				st.drained = false
 				continue
 			default:
@@ -236,17 +237,13 @@ func (st *stream) waitOn(wake chan struct{}, timer *time.Timer, deadline time.Ti
 	reads := wake == st.wake
 	select {
 	case <-wake:
-		if reads {
-			st.drained = false
-		}
+		st.woke(reads)
 		return nil
 	default:
 	}
 	if deadline.IsZero() {
 		<-wake
-		if reads {
-			st.drained = false
-		}
+		st.woke(reads)
 		return nil
 	}
 	d := time.Until(deadline)
@@ -258,11 +255,17 @@ func (st *stream) waitOn(wake chan struct{}, timer *time.Timer, deadline time.Ti
 	select {
 	case <-wake:
 		timer.Stop()
-		if reads {
-			st.drained = false
-		}
+		st.woke(reads)
 		return nil
 	case <-timer.C:
 		return timeout
+	}
+}
+
+// woke counts a wake-up taken (Server.yield); one taken from the reads' channel ends drained.
+func (st *stream) woke(reads bool) {
+	st.srv.resumes.Add(1)
+	if reads {
+		st.drained = false
 	}
 }

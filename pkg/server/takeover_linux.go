@@ -63,10 +63,12 @@ func (t *TakenStream) Interrupt() {
 func (t *TakenStream) wakeup() {
 	select {
 	case t.wake <- struct{}{}:
+		t.srv.wakes.Add(1)
 	default:
 	}
 	select {
 	case t.wwake <- struct{}{}:
+		t.srv.wakes.Add(1)
 	default:
 	}
 }

@@ -34,6 +34,7 @@ func newWorker(s *Server, id int) *worker {
 func (w *worker) wakeup() {
 	select {
 	case w.wake <- struct{}{}:
+		w.srv.wakes.Add(1)
 	default:
 	}
 }
@@ -47,6 +48,7 @@ func (w *worker) run() {
 		}
 	}()
 	for i := range w.srv.ready {
+		w.srv.resumes.Add(1)
 		w.serve(i)
 	}
 }

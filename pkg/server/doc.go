@@ -165,9 +165,10 @@
 // included (the peer address goes into a reused buffer). Request slices are valid until the handler
 // returns (package conn). The goroutines are the poller and the P workers, whatever Q and the number of
 // connections (CONTRACT S11). Workers block on channels, never in system calls, so the threads are the
-// runtime's plus the one in epoll_wait. Before it blocks, the poller yields once so that the workers it
-// has just woken run first: with GOMAXPROCS=1 they would otherwise wait until the runtime takes the
-// processor back from the thread blocked in epoll_wait.
+// runtime's plus the one in epoll_wait. Before it blocks, the poller yields so that the workers it has
+// just woken run first: with GOMAXPROCS=1 they would otherwise wait until the runtime takes the
+// processor back from the thread blocked in epoll_wait, 10 to 20 ms. On one processor it yields until
+// they have taken their wake-ups (Server.yield).
 //
 // # Listen addresses
 //

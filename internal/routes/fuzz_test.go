@@ -14,7 +14,9 @@ import (
 // routes (/healthz, /echo, /topics/{name}, the status page, 404), followed by a pipelined GET
 // /healthz. Whatever the request: no panic and no 500 (the routes never fail on a client's input),
 // the output parses as well-framed responses, and unless the first response closes the connection the
-// request behind it is answered "ok" (CONTRACT D3, D4, H15, H21).
+// request behind it is answered "ok" (CONTRACT D3, D4, H15, H21). A fuzzed part with a CR or LF may
+// end the request early and leave the rest as another request, answered as such (a 400 that closes
+// the connection, say): then the pipelined request's answer is not predicted.
 func FuzzRouter(f *testing.F) {
 	f.Add("GET", "/healthz", "", []byte(nil))
 	f.Add("POST", "/echo", "Content-Type: text/plain", []byte("hello"))
@@ -49,7 +51,8 @@ func FuzzRouter(f *testing.F) {
 			t.Fatalf("500 for a client's request\nrequest: %q\noutput:  %q", req, out)
 		}
 		closes := resps[0].Close || strings.EqualFold(resps[0].Header.Get("Connection"), "close")
-		if !closes && (len(resps) != 2 || resps[1].StatusCode != 200 || string(bodies[1]) != "ok") {
+		reframed := strings.ContainsAny(method+target+header, "\r\n")
+		if !closes && !reframed && (len(resps) != 2 || resps[1].StatusCode != 200 || string(bodies[1]) != "ok") {
 			t.Fatalf("the pipelined /healthz was not answered\nrequest: %q\noutput:  %q", req, out)
 		}
 	})

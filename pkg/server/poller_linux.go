@@ -67,10 +67,9 @@ func (s *Server) closePoller() {
 // poll is the event loop: one goroutine waiting in epoll_wait for the listeners, the eventfd and every
 // accepted socket. It returns nil once a drain has finished, or an error if epoll fails.
 func (s *Server) poll() error {
-	var wakes0, resumes0 uint64
 	for {
 		// Let the goroutines just woken run before this one blocks in a system call (CONTRACT S11).
-		s.yield(wakes0, resumes0)
+		s.yield()
 		s.mu.Lock()
 		msec := s.timeoutLocked(s.clock())
 		if s.turned != nil {
@@ -91,7 +90,6 @@ func (s *Server) poll() error {
 			return os.NewSyscallError("epoll_wait", err)
 		}
 		now := s.clock()
-		wakes0, resumes0 = s.wakes.Load(), s.resumes.Load()
 		s.mu.Lock()
 		if s.turned != nil {
 			close(s.turned) // Alive: the loop turns
@@ -388,8 +386,7 @@ func (s *Server) unparkLocked(i int32) {
 	s.parked.remove(s.slots, i)
 	s.nParked.Add(-1)
 	s.slots[i].state = slotQueued
-	s.ready <- i // never blocks: the queue holds Q and at most Q slots are queued
-	s.wakes.Add(1)
+	s.queueLocked(i)
 }
 
 // acceptEvictingLocked accepts a client for which the parked socket victim is to be evicted
@@ -505,8 +502,7 @@ func (s *Server) admitLocked(i int32, fd int, now int64) {
 		return
 	}
 	sl.state = slotQueued
-	s.ready <- i
-	s.wakes.Add(1)
+	s.queueLocked(i)
 }
 
 // peerKey returns the per-client key of the address the last accept filled in (CONTRACT S14).

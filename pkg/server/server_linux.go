@@ -80,11 +80,12 @@ type Server struct {
 	doneOnce  sync.Once
 	workersUp atomic.Int32
 	allIdle   chan struct{} // closed when the last worker goroutine returns
-	// wakes counts the goroutines woken through a channel (a slot sent to the socket queue, a wake-up
-	// sent to a stream) and resumes the wake-ups taken, so that the poller on one processor can tell
-	// whether those it woke have run (yield).
-	wakes   atomic.Uint64
-	resumes atomic.Uint64
+	// woken counts the goroutines given something through a channel while they waited on it, and
+	// that have not run since: a worker handed a slot from the socket queue (slot.counted), a stream's
+	// reader or writer handed a wake-up (stream.claim). The poller on one processor yields until it
+	// is 0 (yield).
+	woken        atomic.Int64
+	readyWaiting atomic.Int32 // workers waiting on the socket queue
 }
 
 // UnboundHandler receives a socket whose connection was taken over with conn.Connection.Unbind
@@ -367,18 +368,30 @@ const maxYields = 4
 // waits until the runtime's monitor takes the processor back, 10 to 20 ms when it has long had
 // nothing to do. One yield is not always enough: the scheduler takes a goroutine from the global run
 // queue first once in 61 turns, and the yielding poller is there. So on one processor the poller
-// yields until as many wake-ups were taken as were sent since the turn began (wakes0, resumes0), at
-// most maxYields times: a wake-up sent to a goroutine that was not waiting is taken only later. With
-// more processors, an idle one takes over what the poller leaves runnable, and one yield lets the
-// workers start on this one's.
-func (s *Server) yield(wakes0, resumes0 uint64) {
+// yields until the goroutines it woke have taken what it gave them (woken), at
+// most maxYields times. With more processors, an idle one takes over what the poller leaves runnable,
+// and one yield lets the workers start on this one's.
+//
+// Only goroutines woken while they waited count, so that nothing left over (a slot queued while every
+// worker was busy, a wake-up sent to a stream that was not waiting) keeps the poller yielding. Other
+// wake-ups (the socket queue's close at a drain, an Alive caller, a worker waiting for the slot lock,
+// goroutines that the woken ones wake in turn) are left to the runtime: rare, or not on the request
+// path.
+func (s *Server) yield() {
 	runtime.Gosched()
-	if runtime.GOMAXPROCS(0) > 1 {
-		return
-	}
-	for k := 1; k < maxYields && s.resumes.Load()-resumes0 < s.wakes.Load()-wakes0; k++ {
+	for k := 1; k < maxYields && s.woken.Load() > 0 && runtime.GOMAXPROCS(0) == 1; k++ {
 		runtime.Gosched()
 	}
+}
+
+// queueLocked sends slot i to the socket queue, which never blocks: it holds Q and at most Q slots
+// are queued. A worker waiting on the queue is counted as woken until it takes a slot (yield).
+func (s *Server) queueLocked(i int32) {
+	if s.readyWaiting.Load() > 0 {
+		s.slots[i].counted = true
+		s.woken.Add(1)
+	}
+	s.ready <- i
 }
 
 // clock returns the server's monotonic time in nanoseconds.

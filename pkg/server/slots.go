@@ -30,6 +30,7 @@ type slot struct {
 	gen       uint32 // bumped at every close: events carry it, so a late event for a reused fd is dropped (S8)
 	state     slotState
 	pendingIn bool  // a readable event arrived while the slot was queued or serving
+	counted   bool  // queued while a worker waited on the queue: counted in Server.woken until taken
 	worker    int32 // the serving worker
 	since     int64 // parked: idle since; lingering: drain deadline (nanoseconds on the server clock)
 	drainLeft int32 // lingering: bytes that may still be discarded

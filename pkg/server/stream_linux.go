@@ -60,6 +60,10 @@ type stream struct {
 	// with the bytes unread and brings no later edge, so a short read counts as draining only while
 	// the flag is clear; the poller sets it before it wakes the stream.
 	hup *atomic.Bool
+	// rwaiting and wwaiting: a read (or a worker's write, which shares its channel) and a TakenStream's
+	// write wait on their channel; the waker that clears the flag counts the goroutine as woken
+	// (claim), and the goroutine uncounts itself when it runs (unwait).
+	rwaiting, wwaiting atomic.Bool
 }
 
 func (st *stream) init(s *Server, wake chan struct{}) {
@@ -132,7 +136,6 @@ func (st *stream) Read(p []byte) (int, error) {
 			// wake-up already there may announce bytes that the drained flag hides: read them first.
 			select {
 			case <-st.wake:
-				st.srv.resumes.Add(1)
 				st.drained = false
 				continue
 			default:
@@ -235,6 +238,10 @@ func (st *stream) waitOn(wake chan struct{}, timer *time.Timer, deadline time.Ti
 		return errForced
 	}
 	reads := wake == st.wake
+	waiting := &st.rwaiting
+	if !reads {
+		waiting = &st.wwaiting
+	}
 	select {
 	case <-wake:
 		st.woke(reads)
@@ -242,7 +249,9 @@ func (st *stream) waitOn(wake chan struct{}, timer *time.Timer, deadline time.Ti
 	default:
 	}
 	if deadline.IsZero() {
+		waiting.Store(true)
 		<-wake
+		st.unwait(waiting)
 		st.woke(reads)
 		return nil
 	}
@@ -252,20 +261,38 @@ func (st *stream) waitOn(wake chan struct{}, timer *time.Timer, deadline time.Ti
 	}
 	// Go 1.23 timers: Reset and Stop leave no stale tick in the channel.
 	timer.Reset(d)
+	waiting.Store(true)
 	select {
 	case <-wake:
 		timer.Stop()
+		st.unwait(waiting)
 		st.woke(reads)
 		return nil
 	case <-timer.C:
+		st.unwait(waiting)
 		return timeout
 	}
 }
 
-// woke counts a wake-up taken (Server.yield); one taken from the reads' channel ends drained.
+// woke notes a wake-up taken: one taken from the reads' channel ends drained.
 func (st *stream) woke(reads bool) {
-	st.srv.resumes.Add(1)
 	if reads {
 		st.drained = false
+	}
+}
+
+// claim is called by a waker before it sends on the channel of the waiting flag: it counts the
+// goroutine waiting there, if any, as woken (Server.yield).
+func (st *stream) claim(waiting *atomic.Bool) {
+	if waiting.Swap(false) {
+		st.srv.woken.Add(1)
+	}
+}
+
+// unwait ends a wait on the channel of the waiting flag: when a waker claimed the goroutine, it is
+// uncounted now that it runs.
+func (st *stream) unwait(waiting *atomic.Bool) {
+	if !waiting.Swap(false) {
+		st.srv.woken.Add(-1)
 	}
 }

@@ -61,14 +61,14 @@ func (t *TakenStream) Interrupt() {
 }
 
 func (t *TakenStream) wakeup() {
+	t.claim(&t.rwaiting)
 	select {
 	case t.wake <- struct{}{}:
-		t.srv.wakes.Add(1)
 	default:
 	}
+	t.claim(&t.wwaiting)
 	select {
 	case t.wwake <- struct{}{}:
-		t.srv.wakes.Add(1)
 	default:
 	}
 }

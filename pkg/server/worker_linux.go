@@ -32,9 +32,9 @@ func newWorker(s *Server, id int) *worker {
 
 // wakeup makes the worker retry a read or write that found the socket not ready. It never blocks.
 func (w *worker) wakeup() {
+	w.st.claim(&w.st.rwaiting)
 	select {
 	case w.wake <- struct{}{}:
-		w.srv.wakes.Add(1)
 	default:
 	}
 }
@@ -47,8 +47,13 @@ func (w *worker) run() {
 			close(w.srv.allIdle)
 		}
 	}()
-	for i := range w.srv.ready {
-		w.srv.resumes.Add(1)
+	for {
+		w.srv.readyWaiting.Add(1)
+		i, ok := <-w.srv.ready
+		w.srv.readyWaiting.Add(-1)
+		if !ok {
+			return
+		}
 		w.serve(i)
 	}
 }
@@ -74,6 +79,10 @@ func (w *worker) serve(i int32) {
 	sl := &s.slots[i]
 	sl.state = slotServing
 	sl.worker = int32(w.id)
+	if sl.counted {
+		sl.counted = false
+		s.woken.Add(-1)
+	}
 	fd := int(sl.fd)
 	s.mu.Unlock()
 	w.busy.Store(true)

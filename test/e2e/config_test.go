@@ -297,52 +297,64 @@ func TestD2_ProcsSetsGOMAXPROCS(t *testing.T) {
 // the poller must not block in epoll_wait, a system call that keeps the processor, while a worker it
 // woke is still waiting to run: that worker would wait until the Go runtime takes the processor back,
 // 10 to 20 ms. Four keep-alive clients make 3,000 requests each; when the poller yielded only once
-// before blocking, about one request in 400 took over 10 ms.
+// before blocking, 13 to 30 of them took over 8 ms, run after run. The daemon is built without the
+// race detector, and a run over the limit is tried once more, so that a burst of other work on the
+// machine does not fail the test.
 func TestS11_OneProcessorLeavesNoWokenWorkerWaiting(t *testing.T) {
-	d := startDaemon(t, nil, "--procs", "1", "--workers", "4", "--socket-queue", "16")
 	const conns, perConn, slow, allowed = 4, 3000, 8 * time.Millisecond, 4
-	var stalls atomic.Int32
-	var wg sync.WaitGroup
-	errs := make(chan error, conns)
-	for range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := net.Dial("tcp", d.addr)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer c.Close()
-			br := bufio.NewReader(c)
-			req := []byte("GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
-			for range perConn {
-				t0 := time.Now()
-				if _, err := c.Write(req); err != nil {
-					errs <- err
-					return
-				}
-				resp, err := http.ReadResponse(br, nil)
+	run := func() (int32, error) {
+		d := startDaemonCmd(t, []string{edgedNoRace(t)}, nil, "--procs", "1", "--workers", "4", "--socket-queue", "16")
+		defer d.signal(os.Interrupt)
+		var stalls atomic.Int32
+		var wg sync.WaitGroup
+		errs := make(chan error, conns)
+		for range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := net.Dial("tcp", d.addr)
 				if err != nil {
 					errs <- err
 					return
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if time.Since(t0) > slow {
-					stalls.Add(1)
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req := []byte("GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+				for range perConn {
+					t0 := time.Now()
+					if _, err := c.Write(req); err != nil {
+						errs <- err
+						return
+					}
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						errs <- err
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if time.Since(t0) > slow {
+						stalls.Add(1)
+					}
 				}
-			}
-		}()
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		return stalls.Load(), <-errs
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+	var got []int32
+	for range 2 {
+		n, err := run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n <= allowed {
+			return
+		}
+		got = append(got, n)
 	}
-	if n := stalls.Load(); n > allowed {
-		t.Errorf("%d of %d requests took over %v on one processor; want at most %d", n, conns*perConn, slow, allowed)
-	}
+	t.Errorf("%v of %d requests took over %v on one processor, in two runs; want at most %d", got, conns*perConn, slow, allowed)
 }
 
 // TestD2_MetricsListenConflicts: --metrics-listen on the port and address of --listen is a usage

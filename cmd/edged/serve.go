@@ -79,7 +79,7 @@ func serve(ctx context.Context, s *settings, stderr io.Writer) error {
 		return err
 	}
 	if s.procs > 0 {
-		// See "Choosing --procs" in the README: one processor suits a board's usual load best.
+		// See "Choosing --procs" in the README. The runtime then no longer follows the CPUs edged may use.
 		runtime.GOMAXPROCS(s.procs)
 	}
 	d, err := build(s, logger, inherited)

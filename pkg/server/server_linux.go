@@ -368,9 +368,9 @@ const maxYields = 4
 // waits until the runtime's monitor takes the processor back, 10 to 20 ms when it has long had
 // nothing to do. One yield is not always enough: the scheduler takes a goroutine from the global run
 // queue first once in 61 turns, and the yielding poller is there. So on one processor the poller
-// yields until the goroutines it woke have taken what it gave them (woken), at
-// most maxYields times. With more processors, an idle one takes over what the poller leaves runnable,
-// and one yield lets the workers start on this one's.
+// yields until the goroutines it woke have taken what it gave them (woken), at most maxYields times.
+// With more processors, an idle one takes over what the poller leaves runnable, and one yield lets
+// the workers start on this one's.
 //
 // Only goroutines woken while they waited count, so that nothing left over (a slot queued while every
 // worker was busy, a wake-up sent to a stream that was not waiting) keeps the poller yielding. Other

@@ -461,12 +461,8 @@ func acceptsGzip(c *conn.Connection) bool {
 		}
 		for len(v) > 0 {
 			var item []byte
-			if j := bytes.IndexByte(v, ','); j >= 0 {
-				item, v = v[:j], v[j+1:]
-			} else {
-				item, v = v, nil
-			}
-			coding, params, _ := bytes.Cut(bytes.TrimSpace(item), []byte(";"))
+			item, v = conn.NextListElement(v)
+			coding, params, _ := bytes.Cut(item, []byte(";"))
 			coding = bytes.TrimSpace(coding)
 			switch {
 			case bytes.EqualFold(coding, []byte("gzip")):
@@ -570,7 +566,7 @@ func preconditionFailed(c *conn.Connection, etag []byte, mtime time.Time) bool {
 	if c.Header("If-Match") != nil {
 		// The list may come in several lines (RFC 9110 5.3): a match in any of them holds.
 		for i := 0; i < c.NumHeaders(); i++ {
-			if name, v := c.HeaderAt(i); bytes.EqualFold(name, []byte("If-Match")) && matchStrong(v, etag) {
+			if name, v := c.HeaderAt(i); bytes.EqualFold(name, []byte("If-Match")) && conn.MatchETagStrong(v, etag) {
 				return false
 			}
 		}
@@ -579,24 +575,6 @@ func preconditionFailed(c *conn.Connection, etag []byte, mtime time.Time) bool {
 	if ius := c.Header("If-Unmodified-Since"); ius != nil {
 		t, ok := parseHTTPDate(ius)
 		return ok && mtime.Truncate(time.Second).After(t)
-	}
-	return false
-}
-
-// matchStrong reports whether the If-Match field value list holds "*" or etag, by the strong
-// comparison RFC 9110 13.1.1 asks of If-Match: a weak tag ("W/" prefix) never matches.
-func matchStrong(list, etag []byte) bool {
-	for len(list) > 0 {
-		var t []byte
-		if i := bytes.IndexByte(list, ','); i >= 0 {
-			t, list = list[:i], list[i+1:]
-		} else {
-			t, list = list, nil
-		}
-		t = bytes.TrimSpace(t)
-		if bytes.Equal(t, []byte("*")) || bytes.Equal(t, etag) {
-			return true
-		}
 	}
 	return false
 }

@@ -105,8 +105,12 @@ func trimOWS(b []byte) []byte {
 	return b
 }
 
-// nextToken splits a comma-separated list (RFC 9110 5.6.1): it returns the first element with
-// optional whitespace trimmed, and the rest after the comma. Empty elements are returned as empty.
+// NextListElement splits a comma-separated field value (RFC 9110 5.6.1) in place: it returns the
+// first element with optional whitespace trimmed, and the rest after the comma (nil after the last
+// element). Empty elements are returned as empty. It allocates nothing.
+func NextListElement(list []byte) (elem, rest []byte) { return nextToken(list) }
+
+// nextToken is NextListElement.
 func nextToken(list []byte) (elem, rest []byte) {
 	for i, c := range list {
 		if c == ',' {
@@ -175,6 +179,19 @@ func unhex(c byte) (byte, bool) {
 		return c - 'A' + 10, true
 	}
 	return 0, false
+}
+
+// MatchETagStrong reports whether the If-Match field value ifMatch lists etag, or is "*", by the
+// strong comparison RFC 9110 13.1.1 asks of If-Match: a weak tag ("W/" prefix) never matches.
+func MatchETagStrong(ifMatch, etag []byte) bool {
+	for list := ifMatch; len(list) > 0; {
+		var t []byte
+		t, list = nextToken(list)
+		if bytes.Equal(t, []byte("*")) || bytes.Equal(t, etag) {
+			return true
+		}
+	}
+	return false
 }
 
 // MatchETag reports whether the If-None-Match field value ifNoneMatch lists etag, or is "*", by the

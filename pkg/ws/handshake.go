@@ -167,13 +167,9 @@ func offersSubprotocol(c *conn.Connection, p string) bool {
 			continue
 		}
 		for list != nil {
-			tok := list
-			if j := bytes.IndexByte(list, ','); j >= 0 {
-				tok, list = list[:j], list[j+1:]
-			} else {
-				list = nil
-			}
-			if string(bytes.Trim(tok, " \t")) == p {
+			var tok []byte
+			tok, list = conn.NextListElement(list)
+			if string(tok) == p {
 				return true
 			}
 		}

@@ -23,7 +23,18 @@
 // expires parked and lingering sockets, evicts, and runs the shutdown.
 //
 // Socket queue. A channel of slot indices with capacity Q: FIFO, and a send never blocks since at most
-// Q slots can be queued. Only the poller sends; the workers receive.
+// Q slots can be queued. The poller sends, and so does a worker that harvests (below); the workers
+// receive.
+//
+// Harvest. While no more sockets are open than there are workers, a worker that finds the queue empty
+// fetches the ready events itself with a non-blocking epoll_wait before it waits on the queue, and
+// dispatches them as the poller would, under the slot lock: a socket it unparks goes to the tail of
+// the queue, and it then takes the head. At that load the poller's wake-up of another goroutine
+// (on another thread, with more than one processor) costs more than the request itself, and the
+// next request of another connection is often ready when a worker finishes a response. Under more
+// load the poller's epoll_wait returns many events at once, and the workers leave the events to it.
+// The eventfd and the listeners are the poller's: a worker that fetches their edge writes the eventfd
+// so that the poller gets it.
 //
 // Workers. P goroutines, each owning a conn.Connection with all its buffers, a stream (conn.Stream
 // over the slot's descriptor), a wake channel of capacity 1 and one reusable timer. A worker serves a

@@ -3,6 +3,7 @@ package server
 import (
 	"math"
 	"os"
+	"runtime"
 	"time"
 	"unsafe"
 
@@ -539,7 +540,7 @@ func (s *Server) accept4(lfd int) (int, error) {
 // socket queue closed once nothing can be queued any more, and every worker woken so that one waiting
 // for a first byte gives up.
 func (s *Server) beginDrain(now int64) {
-	s.closing.Store(true)
+	s.setClosing()
 	s.closeListeners()
 	s.graceEnd = now + int64(s.cfg.ShutdownGrace)
 	s.mu.Lock()
@@ -602,10 +603,20 @@ func (s *Server) forceLocked() int {
 	return n
 }
 
+// setClosing sets closing, after which no worker begins a harvest, and waits for the harvests begun
+// before: they may still use the epoll instance, the eventfd and the listeners, without blocking, and
+// these must not be closed, and their numbers reused, under them.
+func (s *Server) setClosing() {
+	s.closing.Store(true)
+	for s.harvesting.Load() > 0 {
+		runtime.Gosched()
+	}
+}
+
 // teardown runs when the event loop has ended: whatever is left is closed or shut down, and the socket
 // queue is closed so that the workers return.
 func (s *Server) teardown() {
-	s.closing.Store(true)
+	s.setClosing()
 	s.closeListeners()
 	s.mu.Lock()
 	if !s.draining {

@@ -85,7 +85,9 @@ type Server struct {
 	// reader or writer handed a wake-up (stream.claim). The poller on one processor yields until it
 	// is 0 (yield).
 	woken        atomic.Int64
-	readyWaiting atomic.Int32 // workers waiting on the socket queue
+	readyWaiting atomic.Int32  // workers waiting on the socket queue
+	harvested    atomic.Uint64 // events fetched by idle workers (worker.harvest)
+	harvesting   atomic.Int32  // workers in a harvest: setClosing waits for them
 }
 
 // UnboundHandler receives a socket whose connection was taken over with conn.Connection.Unbind

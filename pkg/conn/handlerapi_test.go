@@ -206,3 +206,30 @@ func clipOutput(out []byte) string {
 	}
 	return string(out)
 }
+
+// TestH15_UpgradeOptionOnOtherResponses: a response other than 101 that carries an Upgrade header (a
+// 426, RFC 9110 15.5.22) lists the upgrade option in Connection (RFC 9110 7.8), along with close or
+// keep-alive as the exchange calls for (CONTRACT H15).
+func TestH15_UpgradeOptionOnOtherResponses(t *testing.T) {
+	for _, tc := range []struct{ name, req, closeHdr, want string }{
+		{"keep-alive 1.1", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "", "Connection: Upgrade\r\n"},
+		{"keep-alive 1.0", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "", "Connection: Upgrade, keep-alive\r\n"},
+		{"close by the handler", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "close", "Connection: Upgrade, close\r\n"},
+		{"close by the client", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "", "Connection: Upgrade, close\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := conn.HandlerFunc(func(_ int, c *conn.Connection) error {
+				_ = c.SetHeader("Upgrade", "websocket")
+				_ = c.SetHeader("Connection", "upgrade")
+				if tc.closeHdr != "" {
+					_ = c.SetHeader("Connection", tc.closeHdr)
+				}
+				return c.Reply(426, "text/plain", []byte("upgrade\n"))
+			})
+			out := string(conntest.Do(conn.Config{}, h, tc.req))
+			if !strings.Contains(out, " 426 ") || !strings.Contains(out, "Upgrade: websocket\r\n") || strings.Count(out, "Connection:") != 1 || !strings.Contains(out, tc.want) {
+				t.Errorf("response %q, want a 426 with Upgrade and one %q", out, tc.want)
+			}
+		})
+	}
+}

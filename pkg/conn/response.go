@@ -64,7 +64,8 @@ func (c *Connection) ResponseStarted() bool { return c.resp.committed }
 
 // SetHeader adds a response header line. Content-Length, Connection, Transfer-Encoding and Date are
 // interpreted: framing stays edged's job (CONTRACT H15), so Transfer-Encoding is dropped and Connection
-// only contributes its close and upgrade tokens. It returns ErrBadResponseHeader for a name that is not a
+// only contributes its close and upgrade tokens (upgrade goes out on a 101, or with an Upgrade header
+// the handler set on another response, such as a 426). It returns ErrBadResponseHeader for a name that is not a
 // token or a value with CR, LF, NUL or another control byte but HTAB, and the whole response is then
 // refused with 500 (CONTRACT H14).
 func (c *Connection) SetHeader(name, value string) error {
@@ -475,6 +476,14 @@ func (c *Connection) appendHead(h []byte, now time.Time) []byte {
 	}
 	switch {
 	case code == 101 && r.connUpgrade:
+		h = append(h, "Connection: Upgrade\r\n"...)
+	case r.connUpgrade && c.closeAfter:
+		// A response other than 101 that names an Upgrade header (426: RFC 9110, 15.5.22) lists
+		// the upgrade option too, so that intermediaries do not forward it (RFC 9110, 7.8).
+		h = append(h, "Connection: Upgrade, close\r\n"...)
+	case r.connUpgrade && c.minor == 0:
+		h = append(h, "Connection: Upgrade, keep-alive\r\n"...)
+	case r.connUpgrade:
 		h = append(h, "Connection: Upgrade\r\n"...)
 	case c.closeAfter:
 		h = append(h, "Connection: close\r\n"...)

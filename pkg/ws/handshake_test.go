@@ -269,6 +269,13 @@ func TestW1_Refusals(t *testing.T) {
 				if v, _ := r.header(t, "Sec-WebSocket-Version"); v != "13" {
 					t.Errorf("426 with Sec-WebSocket-Version %q, want 13", v)
 				}
+				// RFC 9110, 15.5.22 and 7.8: the protocol to upgrade to, and the upgrade option.
+				if v, _ := r.header(t, "Upgrade"); v != "websocket" {
+					t.Errorf("426 with Upgrade %q, want websocket", v)
+				}
+				if v, _ := r.header(t, "Connection"); !strings.Contains(strings.ToLower(v), "upgrade") {
+					t.Errorf("426 with Connection %q, want the upgrade option", v)
+				}
 			}
 		})
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 // TestW1_HandshakeRefusals sends upgrade requests the daemon must refuse, on raw sockets, to /echo
-// and to a topic: a version other than 13 gets 426 with Sec-WebSocket-Version: 13, a key that is not
+// and to a topic: a version other than 13 gets 426 with Sec-WebSocket-Version: 13 and Upgrade: websocket, a key that is not
 // base64 of 16 bytes 400, a cross-origin request 403 (CONTRACT W1, W2).
 func TestW1_HandshakeRefusals(t *testing.T) {
 	d := startDaemon(t, nil, "--enable-echo")
@@ -39,8 +39,14 @@ func TestW1_HandshakeRefusals(t *testing.T) {
 			if tc.status == 426 && r.Header.Get("Sec-WebSocket-Version") != "13" {
 				t.Errorf("%s %s: 426 without Sec-WebSocket-Version: 13\n%s", path, tc.name, r.head)
 			}
-			if r.Header.Get("Sec-WebSocket-Accept") != "" || r.Header.Get("Upgrade") != "" {
-				t.Errorf("%s %s: a refusal carries upgrade headers\n%s", path, tc.name, r.head)
+			// Only a 426 names the protocol to upgrade to (RFC 9110 15.5.22), and no refusal accepts.
+			wantUpgrade := ""
+			if tc.status == 426 {
+				wantUpgrade = "websocket"
+			}
+			if r.Header.Get("Sec-WebSocket-Accept") != "" || r.Header.Get("Upgrade") != wantUpgrade {
+				t.Errorf("%s %s: a refusal with Sec-WebSocket-Accept %q, Upgrade %q (want %q)\n%s", path, tc.name,
+					r.Header.Get("Sec-WebSocket-Accept"), r.Header.Get("Upgrade"), wantUpgrade, r.head)
 			}
 			w.c.Close()
 		}

@@ -26,15 +26,15 @@
 // Q slots can be queued. The poller sends, and so does a worker that harvests (below); the workers
 // receive.
 //
-// Harvest. While no more sockets are open than there are workers, a worker that finds the queue empty
-// fetches the ready events itself with a non-blocking epoll_wait before it waits on the queue, and
-// dispatches them as the poller would, under the slot lock: a socket it unparks goes to the tail of
-// the queue, and it then takes the head. At that load the poller's wake-up of another goroutine
-// (on another thread, with more than one processor) costs more than the request itself, and the
-// next request of another connection is often ready when a worker finishes a response. Under more
-// load the poller's epoll_wait returns many events at once, and the workers leave the events to it.
-// The eventfd and the listeners are the poller's: a worker that fetches their edge writes the eventfd
-// so that the poller gets it.
+// Harvest. With parking, while no more sockets are open than there are workers, a worker that finds
+// the queue empty fetches the ready events itself with a non-blocking epoll_wait before it waits on
+// the queue, and dispatches them as the poller would, under the slot lock: a socket it unparks goes to
+// the queue, to a worker waiting there or else to itself. At that load the poller's wake-up of a
+// worker costs more than the request itself (with more than one processor, a thread woken and put
+// back to sleep), and the next request of another connection is often ready when a worker finishes a
+// response. Under more load the poller's epoll_wait returns many events at once, and the workers
+// leave the events to it. The eventfd and the listeners are the poller's: a worker that fetches their
+// edge re-arms them with epoll_ctl, which queues the edge again for the poller.
 //
 // Workers. P goroutines, each owning a conn.Connection with all its buffers, a stream (conn.Stream
 // over the slot's descriptor), a wake channel of capacity 1 and one reusable timer. A worker serves a
@@ -105,7 +105,8 @@
 // # Closing
 //
 // A descriptor is closed only by its owner: the serving worker, the poller for parked and lingering
-// ones, and the session (TakenStream.Close) for unbound ones. After Connection: close, a protocol error or a handler error the worker shuts the socket
+// ones (or a harvesting worker for a lingering one, dispatching an event in the poller's stead under
+// the slot lock), and the session (TakenStream.Close) for unbound ones. After Connection: close, a protocol error or a handler error the worker shuts the socket
 // down for writing and hands the slot to the poller in the lingering state; the poller reads and
 // discards what the peer still sends, up to 64 KiB and 2 s, then closes, so that the peer reads the
 // response rather than a reset (CONTRACT S8). A socket taken over and then released lingers the same

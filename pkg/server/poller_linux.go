@@ -196,6 +196,13 @@ func (s *Server) dispatchLocked(ev *unix.EpollEvent) {
 	}
 }
 
+// The events of an accepted socket that say the peer closed or failed, and those that make it
+// readable (a read would not block).
+const (
+	hupEvents      = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
+	readableEvents = unix.EPOLLIN | hupEvents
+)
+
 // slotEventLocked handles readiness of an accepted socket. Events carry the slot's generation: one for
 // a socket closed since (whose fd number may already be reused) is dropped (CONTRACT S8).
 func (s *Server) slotEventLocked(i int32, gen uint32, events uint32) {
@@ -203,11 +210,11 @@ func (s *Server) slotEventLocked(i int32, gen uint32, events uint32) {
 	if sl.gen != gen {
 		return
 	}
-	if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+	if events&hupEvents != 0 {
 		// Before the wake-up below: a stream that then finds hup clear is sure to be woken.
 		sl.hup.Store(true)
 	}
-	readable := events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	readable := events&readableEvents != 0
 	switch sl.state {
 	case slotParked:
 		if readable { // CONTRACT S5: a parked socket that becomes readable re-enters the queue

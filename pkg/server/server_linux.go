@@ -27,7 +27,8 @@ type Server struct {
 	base      time.Time
 	addr      string
 
-	// Poller-owned: touched only by the goroutine running Serve.
+	// Poller-owned: touched only by the goroutine running Serve, except that a harvesting worker
+	// reads epfd and the listeners' descriptors (setClosing) and drains into scratch under mu.
 	lns          []listener
 	epfd         int
 	events       []unix.EpollEvent

@@ -79,7 +79,8 @@ const harvestEvents = 8
 // harvest lets a worker that found the socket queue empty fetch the ready events itself, without
 // waiting (epoll_wait with a zero timeout), instead of waiting for the poller to fetch them and wake
 // it. It does so only with parking on (only a parked socket can come to an idle worker through an
-// event) and while every open socket could have a worker of its own. At that load a request handed
+// event), with another socket open than the one the worker just parked (whose next request comes
+// after the response), and while every open socket could have a worker of its own. At that load a request handed
 // over by the poller costs a wake-up of another goroutine, which with more than one processor means a
 // thread woken with a futex and put back to sleep, more than serving the request; and while a worker
 // writes one connection's response, the next request of another has often come. Under more load the
@@ -98,7 +99,7 @@ const harvestEvents = 8
 // meanwhile; harvesting keeps the shutdown from closing the descriptors under it (setClosing).
 func (w *worker) harvest() bool {
 	s := w.srv
-	if !s.parking || int(s.open.Load()) > len(s.workers) {
+	if open := int(s.open.Load()); !s.parking || open < 2 || open > len(s.workers) {
 		return false
 	}
 	s.harvesting.Add(1)

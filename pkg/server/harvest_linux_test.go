@@ -34,17 +34,7 @@ func pollerTurn(s *Server) {
 	}
 	now := s.clock()
 	s.mu.Lock()
-	for k := range s.events[:n] {
-		s.dispatchLocked(&s.events[k])
-	}
-	for _, i := range s.fresh {
-		if s.slots[i].state == slotLingering {
-			s.drainLocked(i)
-		}
-	}
-	s.fresh = s.fresh[:0]
-	s.expireLocked(now)
-	s.acceptWaiting = false
+	s.turnLocked(s.events[:n], now)
 	s.mu.Unlock()
 	s.acceptAll(now)
 }

@@ -96,17 +96,7 @@ func (s *Server) poll() error {
 			close(s.turned) // Alive: the loop turns
 			s.turned = nil
 		}
-		for k := range s.events[:n] {
-			s.dispatchLocked(&s.events[k])
-		}
-		for _, i := range s.fresh {
-			if s.slots[i].state == slotLingering {
-				s.drainLocked(i)
-			}
-		}
-		s.fresh = s.fresh[:0]
-		s.expireLocked(now)
-		s.acceptWaiting = false
+		s.turnLocked(s.events[:n], now)
 		s.mu.Unlock()
 
 		if s.stopReq.Load() && !s.closing.Load() {
@@ -133,6 +123,23 @@ func (s *Server) poll() error {
 			return nil
 		}
 	}
+}
+
+// turnLocked is the poller's work on the events one epoll_wait returned, at now: it dispatches them,
+// drains the sockets handed over for lingering since, and closes the parked and lingering sockets
+// whose time is up. Whether a client still waits in the backlog is for the accepts that follow.
+func (s *Server) turnLocked(events []unix.EpollEvent, now int64) {
+	for k := range events {
+		s.dispatchLocked(&events[k])
+	}
+	for _, i := range s.fresh {
+		if s.slots[i].state == slotLingering {
+			s.drainLocked(i)
+		}
+	}
+	s.fresh = s.fresh[:0]
+	s.expireLocked(now)
+	s.acceptWaiting = false
 }
 
 // timeoutLocked returns the epoll_wait timeout in milliseconds: the time to the earliest of the parked

@@ -219,8 +219,7 @@ func TestH15_UpgradeOptionOnOtherResponses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := conn.HandlerFunc(func(_ int, c *conn.Connection) error {
-				_ = c.SetHeader("Upgrade", "websocket")
-				_ = c.SetHeader("Connection", "upgrade")
+				_ = c.SetHeader("Upgrade", "websocket") // the upgrade option follows without Connection: upgrade
 				if tc.closeHdr != "" {
 					_ = c.SetHeader("Connection", tc.closeHdr)
 				}
@@ -229,6 +228,33 @@ func TestH15_UpgradeOptionOnOtherResponses(t *testing.T) {
 			out := string(conntest.Do(conn.Config{}, h, tc.req))
 			if !strings.Contains(out, " 426 ") || !strings.Contains(out, "Upgrade: websocket\r\n") || strings.Count(out, "Connection:") != 1 || !strings.Contains(out, tc.want) {
 				t.Errorf("response %q, want a 426 with Upgrade and one %q", out, tc.want)
+			}
+		})
+	}
+}
+
+// TestH15_NoUpgradeOptionWithoutUpgradeHeader: the upgrade option names a header that is there, not
+// one a 103 took away or one the handler never set (RFC 9110 7.6.1, 7.8; CONTRACT H15).
+func TestH15_NoUpgradeOptionWithoutUpgradeHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(c *conn.Connection)
+	}{
+		{"Connection: upgrade alone", func(c *conn.Connection) { _ = c.SetHeader("Connection", "upgrade") }},
+		{"Upgrade left with a 103", func(c *conn.Connection) {
+			_ = c.SetHeader("Upgrade", "websocket")
+			_ = c.WriteHeader(103)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := conn.HandlerFunc(func(_ int, c *conn.Connection) error {
+				tc.set(c)
+				return c.Reply(200, "text/plain", []byte("ok\n"))
+			})
+			out := string(conntest.Do(conn.Config{}, h, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+			final := out[strings.LastIndex(out, "HTTP/1.1 200"):]
+			if strings.Contains(strings.ToLower(final), "connection: upgrade") || strings.Contains(final, "Upgrade:") {
+				t.Errorf("final response %q carries the upgrade option or an Upgrade header", final)
 			}
 		})
 	}

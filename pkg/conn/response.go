@@ -41,6 +41,7 @@ type response struct {
 	dateSet     bool
 	connClose   bool
 	connUpgrade bool
+	upgradeHdr  bool  // an Upgrade header is among the headers set
 	err         error // sticky: a refused header, a timeout
 }
 
@@ -56,7 +57,7 @@ func (r *response) reset() {
 	r.arena = r.arena[:0]
 	r.code, r.reason, r.cl, r.written = 0, "", -1, 0
 	r.committed, r.headSent, r.framing = false, false, framingNone
-	r.dateSet, r.connClose, r.connUpgrade, r.err = false, false, false, nil
+	r.dateSet, r.connClose, r.connUpgrade, r.upgradeHdr, r.err = false, false, false, false, nil
 }
 
 // ResponseStarted reports whether a response head has been committed.
@@ -64,8 +65,8 @@ func (c *Connection) ResponseStarted() bool { return c.resp.committed }
 
 // SetHeader adds a response header line. Content-Length, Connection, Transfer-Encoding and Date are
 // interpreted: framing stays edged's job (CONTRACT H15), so Transfer-Encoding is dropped and Connection
-// only contributes its close and upgrade tokens (upgrade goes out on a 101, or with an Upgrade header
-// the handler set on another response, such as a 426). It returns ErrBadResponseHeader for a name that is not a
+// only contributes its close and upgrade tokens (upgrade goes out on a 101; on another response, such
+// as a 426, it goes out whenever the handler set an Upgrade header, Connection or not). It returns ErrBadResponseHeader for a name that is not a
 // token or a value with CR, LF, NUL or another control byte but HTAB, and the whole response is then
 // refused with 500 (CONTRACT H14).
 func (c *Connection) SetHeader(name, value string) error {
@@ -130,6 +131,9 @@ func (c *Connection) addHeader(name string, value []byte) error {
 	}
 	if len(r.arena)+len(name)+len(value)+4 > cap(r.arena) {
 		return c.refuse(ErrHeaderSpace)
+	}
+	if len(name) == 7 && equalFoldString([]byte(name), "upgrade") {
+		r.upgradeHdr = true
 	}
 	r.arena = append(r.arena, name...)
 	r.arena = append(r.arena, ": "...)
@@ -220,7 +224,7 @@ func (c *Connection) sendInterim(code int, reason string) error {
 	// The headers set so far, a Date among them, left with the interim response: the final one gets
 	// edged's Date again unless the handler sets another (CONTRACT H15).
 	c.resp.arena = c.resp.arena[:0]
-	c.resp.dateSet = false
+	c.resp.dateSet, c.resp.upgradeHdr = false, false
 	if err := c.writeRaw(h); err != nil {
 		return c.refuse(err)
 	}
@@ -477,13 +481,13 @@ func (c *Connection) appendHead(h []byte, now time.Time) []byte {
 	switch {
 	case code == 101 && r.connUpgrade:
 		h = append(h, "Connection: Upgrade\r\n"...)
-	case r.connUpgrade && c.closeAfter:
-		// A response other than 101 that names an Upgrade header (426: RFC 9110, 15.5.22) lists
-		// the upgrade option too, so that intermediaries do not forward it (RFC 9110, 7.8).
+	case code != 101 && r.upgradeHdr && c.closeAfter:
+		// A response other than 101 with an Upgrade header (426: RFC 9110, 15.5.22) lists the
+		// upgrade option too, so that intermediaries do not forward it (RFC 9110, 7.8).
 		h = append(h, "Connection: Upgrade, close\r\n"...)
-	case r.connUpgrade && c.minor == 0:
+	case code != 101 && r.upgradeHdr && c.minor == 0:
 		h = append(h, "Connection: Upgrade, keep-alive\r\n"...)
-	case r.connUpgrade:
+	case code != 101 && r.upgradeHdr:
 		h = append(h, "Connection: Upgrade\r\n"...)
 	case c.closeAfter:
 		h = append(h, "Connection: close\r\n"...)

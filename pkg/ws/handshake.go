@@ -138,8 +138,7 @@ func Refuse(c *conn.Connection, e *HandshakeError) error {
 	case 426:
 		// RFC 6455, 4.4: the versions the server speaks; RFC 9110, 15.5.22: the protocol to upgrade to.
 		_ = c.SetHeader("Sec-WebSocket-Version", "13")
-		_ = c.SetHeader("Upgrade", "websocket")
-		_ = c.SetHeader("Connection", "upgrade")
+		_ = c.SetHeader("Upgrade", "websocket") // conn adds the upgrade option to Connection
 	}
 	if err := c.Reply(e.Status, "text/plain; charset=utf-8", []byte(e.Msg+"\n")); err != nil {
 		return err

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -98,10 +99,7 @@ func TestS4_IdleWorkerHarvestsReadyEvents(t *testing.T) {
 	// One socket open: its next request comes after the response, no other can, and the worker that
 	// parked it does not look.
 	c1 := dial(t, s.Addr())
-	s.acceptAll(s.clock())
-	if st := s.Stats(); st.SocketsOpen != 1 || st.SocketsParked != 1 {
-		t.Fatalf("after the accept: %+v", st)
-	}
+	waitFor(t, "the socket parked", func() bool { pollerTurn(s); return s.Stats().SocketsParked == 1 })
 	pendingTags(t, s) // the listener's edge: the poller's, taken here
 	c1.send("GET /0 HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitFor(t, "the request's edge, left to the poller", func() bool {
@@ -305,10 +303,12 @@ func TestS4_HarvestOnlyWhileEverySocketCanHaveAWorker(t *testing.T) {
 // (CONTRACT S5, --park-idle=false): the workers leave every event to the poller.
 func TestS5_NoHarvestWithoutParking(t *testing.T) {
 	checkLeaks(t)
-	s := newPollerlessServer(t, Config{Workers: 2, SocketQueue: 4, ParkIdle: false})
-	c1 := dial(t, s.Addr())
-	waitFor(t, "the socket queued", func() bool { pollerTurn(s); return len(s.ready) == 1 })
+	s := newPollerlessServer(t, Config{Workers: 3, SocketQueue: 4, ParkIdle: false})
+	c1, c2 := dial(t, s.Addr()), dial(t, s.Addr())
+	waitFor(t, "two sockets queued", func() bool { pollerTurn(s); return len(s.ready) == 2 })
 	serving(s, <-s.ready, 1)
+	serving(s, <-s.ready, 2)
+	_ = c2
 	pendingTags(t, s)
 	c1.get("/1")
 	var tags []int32
@@ -316,6 +316,28 @@ func TestS5_NoHarvestWithoutParking(t *testing.T) {
 		s.workers[0].harvest()
 		if n := s.harvested.Load(); n != 0 {
 			t.Fatalf("an idle worker fetched %d events with parking off", n)
+		}
+		tags = append(tags, pendingTags(t, s)...)
+		return len(tags) > 0
+	})
+}
+
+// On one processor the poller's hand-off costs no thread, and a harvest measured no faster but with
+// a tail (CONTRACT S11): the workers leave the events to the poller.
+func TestS11_NoHarvestOnOneProcessor(t *testing.T) {
+	checkLeaks(t)
+	s := newPollerlessServer(t, Config{Workers: 2, SocketQueue: 4, ParkIdle: true})
+	c1, c2 := dial(t, s.Addr()), dial(t, s.Addr())
+	waitFor(t, "two sockets parked", func() bool { pollerTurn(s); return s.Stats().SocketsParked == 2 })
+	_ = c2
+	pendingTags(t, s)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	c1.get("/1")
+	var tags []int32
+	waitFor(t, "the request's edge", func() bool {
+		s.workers[0].harvest()
+		if n := s.harvested.Load(); n != 0 {
+			t.Fatalf("an idle worker fetched %d events on one processor", n)
 		}
 		tags = append(tags, pendingTags(t, s)...)
 		return len(tags) > 0

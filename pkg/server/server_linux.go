@@ -28,7 +28,7 @@ type Server struct {
 	addr      string
 
 	// Poller-owned: touched only by the goroutine running Serve, except that a harvesting worker
-	// reads epfd and the listeners' descriptors (setClosing) and drains into scratch under mu.
+	// reads epfd, evfd and the listeners' descriptors (setClosing) and drains into scratch under mu.
 	lns          []listener
 	epfd         int
 	events       []unix.EpollEvent

@@ -26,11 +26,11 @@
 // Q slots can be queued. The poller sends, and so does a worker that harvests (below); the workers
 // receive.
 //
-// Harvest. With parking, while no more sockets are open than there are workers, a worker that finds
-// the queue empty fetches the ready events itself with a non-blocking epoll_wait before it waits on
-// the queue, and dispatches them as the poller would, under the slot lock: a socket it unparks goes to
-// the queue, to a worker waiting there or else to itself. At that load the poller's wake-up of a
-// worker costs more than the request itself (with more than one processor, a thread woken and put
+// Harvest. With parking and more than one processor, while at least two and at most P sockets are
+// open, a worker that finds the queue empty fetches the ready events itself with a non-blocking
+// epoll_wait before it waits on the queue, and dispatches them as the poller would, under the slot
+// lock: a socket it unparks goes to the queue, to a worker waiting there or else to itself. At that
+// load the poller's wake-up of a worker costs more than the request itself (a thread woken and put
 // back to sleep), and the next request of another connection is often ready when a worker finishes a
 // response. Under more load the poller's epoll_wait returns many events at once, and the workers
 // leave the events to it. The eventfd and the listeners are the poller's: a worker that fetches their

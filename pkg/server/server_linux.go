@@ -285,7 +285,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // poller has come back from epoll_wait, ctx's error if that did not happen before ctx ended, and
 // ErrServerClosed once Serve has returned. It is meant for a liveness check such as systemd's watchdog
 // (CONTRACT D7): every socket waits on that one loop, so while it is stuck nothing is accepted, parked
-// sockets are never served again, and no deadline is enforced. A handler that never returns holds its
+// sockets are served again only while idle workers harvest (at light load), and no deadline is
+// enforced. A handler that never returns holds its
 // own worker, not the loop, and does not make Alive fail. Safe from any goroutine; before Serve
 // starts, Alive waits for the loop's first turn.
 //

@@ -74,6 +74,15 @@ func newPollerlessServer(t *testing.T, cfg Config) *Server {
 	return s
 }
 
+// twoProcessors runs the rest of the test with at least two processors, as the harvest needs; the
+// suite also runs with GOMAXPROCS=1 (make unit).
+func twoProcessors(t *testing.T) {
+	if prev := runtime.GOMAXPROCS(0); prev < 2 {
+		runtime.GOMAXPROCS(2)
+		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	}
+}
+
 // twoParked is a pollerless server with two connections accepted and parked; it returns the first.
 func twoParked(t *testing.T, cfg Config) (*Server, *client) {
 	t.Helper()
@@ -103,6 +112,7 @@ func serving(s *Server, i int32, w int) {
 // poller.
 func TestS4_IdleWorkerHarvestsReadyEvents(t *testing.T) {
 	checkLeaks(t)
+	twoProcessors(t)
 	s := newPollerlessServer(t, Config{Workers: 2, SocketQueue: 4, ParkIdle: true})
 	w := s.workers[0]
 
@@ -203,6 +213,7 @@ func TestS4_IdleWorkerHarvestsReadyEvents(t *testing.T) {
 // (CONTRACT S4: a closed socket re-arms its acceptor) instead of sleeping until its next deadline.
 func TestS4_HarvestThatFreesASlotWakesThePoller(t *testing.T) {
 	checkLeaks(t)
+	twoProcessors(t)
 	s, c1 := twoParked(t, Config{Workers: 2, SocketQueue: 2, ParkIdle: true})
 	// Worker 0 answers c1 with Connection: close and hands its socket over to linger.
 	c1.get("/1")
@@ -246,6 +257,7 @@ func TestS4_HarvestThatFreesASlotWakesThePoller(t *testing.T) {
 // events to the poller.
 func TestS4_HarvestOnlyWhileEverySocketCanHaveAWorker(t *testing.T) {
 	checkLeaks(t)
+	twoProcessors(t)
 	// run sends requests on conns connections at once, in rounds of requests each, until a round
 	// saw harvests or rounds are done, and returns the events the workers fetched.
 	run := func(t *testing.T, park bool, workers, conns, requests, rounds int) uint64 {

@@ -66,9 +66,9 @@ func (c *Connection) ResponseStarted() bool { return c.resp.committed }
 // SetHeader adds a response header line. Content-Length, Connection, Transfer-Encoding and Date are
 // interpreted: framing stays edged's job (CONTRACT H15), so Transfer-Encoding is dropped and Connection
 // only contributes its close and upgrade tokens (upgrade goes out on a 101; on another response, such
-// as a 426, it goes out whenever the handler set an Upgrade header, Connection or not). It returns ErrBadResponseHeader for a name that is not a
-// token or a value with CR, LF, NUL or another control byte but HTAB, and the whole response is then
-// refused with 500 (CONTRACT H14).
+// as a 426, it goes out whenever the handler set an Upgrade header, Connection or not). It returns
+// ErrBadResponseHeader for a name that is not a token or a value with CR, LF, NUL or another control
+// byte but HTAB, and the whole response is then refused with 500 (CONTRACT H14).
 func (c *Connection) SetHeader(name, value string) error {
 	return c.addHeader(name, unsafe.Slice(unsafe.StringData(value), len(value)))
 }

@@ -105,14 +105,15 @@
 // # Closing
 //
 // A descriptor is closed only by its owner: the serving worker, the poller for parked and lingering
-// ones (or a harvesting worker for a lingering one, dispatching an event in the poller's stead under
-// the slot lock), and the session (TakenStream.Close) for unbound ones. After Connection: close, a protocol error or a handler error the worker shuts the socket
-// down for writing and hands the slot to the poller in the lingering state; the poller reads and
-// discards what the peer still sends, up to 64 KiB and 2 s, then closes, so that the peer reads the
-// response rather than a reset (CONTRACT S8). A socket taken over and then released lingers the same
-// way, so that a WebSocket peer reads the close frame rather than a reset (CONTRACT W6). A peer that
-// closed first, an idle timeout and an I/O error close at once. Closing bumps the generation, re-arms the slot and, if a client was left in the
-// backlog for want of a slot, wakes the poller to accept it.
+// ones (or a harvesting worker for a lingering one, dispatching an event in the poller's stead
+// under the slot lock), and the session (TakenStream.Close) for unbound ones. After Connection:
+// close, a protocol error or a handler error the worker shuts the socket down for writing and hands
+// the slot to the poller in the lingering state; the poller reads and discards what the peer still
+// sends, up to 64 KiB and 2 s, then closes, so that the peer reads the response rather than a reset
+// (CONTRACT S8). A socket taken over and then released lingers the same way, so that a WebSocket
+// peer reads the close frame rather than a reset (CONTRACT W6). A peer that closed first, an idle
+// timeout and an I/O error close at once. Closing bumps the generation, re-arms the slot and, if a
+// client was left in the backlog for want of a slot, wakes the poller to accept it.
 //
 // Accept errors (CONTRACT S7): EMFILE, ENFILE, ENOBUFS, ENOMEM and unforeseen errors pause accepting,
 // 5 ms doubling to 1 s, are reported to Observer.AcceptError and logged at most once a second; the

@@ -286,9 +286,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // ErrServerClosed once Serve has returned. It is meant for a liveness check such as systemd's watchdog
 // (CONTRACT D7): every socket waits on that one loop, so while it is stuck nothing is accepted, parked
 // sockets are served again only while idle workers harvest (at light load), and no deadline is
-// enforced. A handler that never returns holds its
-// own worker, not the loop, and does not make Alive fail. Safe from any goroutine; before Serve
-// starts, Alive waits for the loop's first turn.
+// enforced. A handler that never returns holds its own worker, not the loop, and does not make Alive
+// fail. Safe from any goroutine; before Serve starts, Alive waits for the loop's first turn.
 //
 // The slot lock is taken on a goroutine of Alive's own, so that ctx bounds the wait even when the
 // lock is never released. That goroutine queues for the lock like the workers do (a TryLock poll can

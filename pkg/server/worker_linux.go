@@ -78,28 +78,30 @@ func (w *worker) run() {
 const harvestEvents = 8
 
 // harvest lets a worker that found the socket queue empty fetch the ready events itself, without
-// waiting (epoll_wait with a zero timeout), instead of waiting for the poller to fetch them and wake
-// it. It does so only with parking on (only a parked socket can come to an idle worker through an
-// event), with another socket open than the one the worker just parked (whose next request comes
-// after the response), while every open socket could have a worker of its own, and with more than
-// one processor: on one, the poller's hand-off costs no thread, and a harvest measured no faster
-// but with a tail (at -c4, 48-101 of 120,000 requests over 2 ms against 1-4). At that load a request handed
-// over by the poller costs a wake-up of another goroutine, which with more than one processor means a
-// thread woken with a futex and put back to sleep, more than serving the request; and while a worker
-// writes one connection's response, the next request of another has often come. Under more load the
-// poller's epoll_wait returns many events at once, which is cheaper than every idle worker calling
-// epoll_wait: harvest then costs one atomic load.
+// waiting (epoll_wait with a zero timeout), instead of waiting for the poller to fetch them and
+// wake it. At light load a request handed over by the poller costs a wake-up of another goroutine,
+// which with more than one processor means a thread woken with a futex and put back to sleep, more
+// than serving the request; and while a worker writes one connection's response, the next request
+// of another has often come. So it harvests only with parking on (only a parked socket can come to
+// an idle worker through an event), with another socket open than the one the worker just parked
+// (whose next request comes after the response), while every open socket could have a worker of its
+// own (under more load the poller's epoll_wait returns many events at once, which is cheaper than
+// every idle worker calling epoll_wait), and with more than one processor (on one, the poller's
+// hand-off costs no thread, and a harvest measured no faster but with a tail: at -c4, 48-101 of
+// 120,000 requests over 2 ms against 1-4). Otherwise harvest costs an atomic load and a look at
+// GOMAXPROCS.
 //
 // A harvested socket event is dispatched as the poller would (slotEventLocked): an unparked socket
 // joins the queue (CONTRACT S4), where a worker waiting on it takes it at once, usually on this
-// thread (the harvesting worker is about to wait), or else this one does; a worker waiting on its socket is woken;
-// a lingering socket is drained, and when that frees a slot a client waiting in the backlog is
-// announced to the poller, which accepts. (Serving the first unparked socket at once instead, without
-// the queue, measured 15% slower at 4 connections on two processors: the hand-over also sets the idle
-// processor looking for work.) The eventfd and the listeners are the poller's: the worker re-arms them
-// (EPOLL_CTL_MOD), which queues their edge again as long as they are readable, so that the poller gets
-// it. The system call is made outside the slot lock, which the poller and the other workers want
-// meanwhile; harvesting keeps the shutdown from closing the descriptors under it (setClosing).
+// thread (the harvesting worker is about to wait), or else this one does; a worker waiting on its
+// socket is woken; a lingering socket is drained, and when that frees a slot a client waiting in
+// the backlog is announced to the poller, which accepts. (Serving the first unparked socket at once
+// instead, without the queue, measured 15% slower at 4 connections on two processors: the hand-over
+// also sets the idle processor looking for work.) The eventfd and the listeners are the poller's:
+// the worker re-arms them (EPOLL_CTL_MOD), which queues their edge again as long as they are
+// readable, so that the poller gets it. The system call is made outside the slot lock, which the
+// poller and the other workers want meanwhile; harvesting keeps the shutdown from closing the
+// descriptors under it (setClosing).
 func (w *worker) harvest() bool {
 	s := w.srv
 	if open := int(s.open.Load()); !s.parking || open < 2 || open > len(s.workers) || runtime.GOMAXPROCS(0) == 1 {

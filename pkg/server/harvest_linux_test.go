@@ -356,3 +356,46 @@ func TestS11_NoHarvestOnOneProcessor(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	requestLeftToPoller(t, s, c1, "on one processor")
 }
+
+// A worker yields its processor before every harvest (worker.harvest): a worker whose harvests keep
+// finding work would otherwise keep the goroutines made runnable on its processor meanwhile (workers
+// the poller handed a socket, the poller itself) waiting until the runtime preempts it, 10 ms, which
+// runtime traces showed as the latency tail of the harvest (CONTRACT S4: a queued socket is served
+// without waiting for another to be done).
+func TestS4_HarvestYieldsTheProcessorFirst(t *testing.T) {
+	checkLeaks(t)
+	twoProcessors(t)
+	s, c1 := twoParked(t, Config{Workers: 2, SocketQueue: 4, ParkIdle: true})
+	var yields, calls int
+	var seen []uint64 // events harvested so far, at each yield
+	prev := yieldBeforeHarvest
+	yieldBeforeHarvest = func() {
+		yields++
+		seen = append(seen, s.harvested.Load())
+		prev()
+	}
+	t.Cleanup(func() { yieldBeforeHarvest = prev })
+
+	pendingTags(t, s)
+	c1.send("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, "the worker to harvest the request", func() bool {
+		calls++
+		return s.workers[0].harvest()
+	})
+	if yields != calls {
+		t.Fatalf("%d harvests yielded %d times; want a yield before each", calls, yields)
+	}
+	if got := seen[len(seen)-1]; got != 0 || s.harvested.Load() == 0 {
+		t.Fatalf("the last yield came with %d events harvested, %d after; want it before the harvest that fetched the request", got, s.harvested.Load())
+	}
+
+	// Where no harvest is made (one processor here), nothing yields either: the request path is as
+	// before.
+	<-s.ready
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	yields = 0
+	s.workers[1].harvest()
+	if yields != 0 {
+		t.Fatalf("a worker that does not harvest yielded %d times", yields)
+	}
+}

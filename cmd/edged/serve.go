@@ -12,20 +12,27 @@ import (
 )
 
 func newServeCmd() *cobra.Command {
-	var cpuProfile string
+	var cpuProfile, execTrace string
 	cmd := newConfigCmd("serve", "Serve HTTP on --listen until SIGTERM or SIGINT",
 		func(cmd *cobra.Command, s *settings) error {
-			if cpuProfile != "" {
-				stop, err := startCPUProfile(cpuProfile)
-				if err != nil {
-					return &exitError{exitFail, err}
+			for _, d := range []struct {
+				path  string
+				start func(string) (func(), error)
+			}{{cpuProfile, startCPUProfile}, {execTrace, startTrace}} {
+				if d.path != "" {
+					stop, err := d.start(d.path)
+					if err != nil {
+						return &exitError{exitFail, err}
+					}
+					defer stop()
 				}
-				defer stop()
 			}
 			return serve(cmd.Context(), s, cmd.ErrOrStderr())
 		})
 	cmd.Flags().StringVar(&cpuProfile, debugCPUProfileFlag, "", "write a CPU profile of the run to this file")
+	cmd.Flags().StringVar(&execTrace, debugTraceFlag, "", "write an execution trace of the run to this file")
 	_ = cmd.Flags().MarkHidden(debugCPUProfileFlag)
+	_ = cmd.Flags().MarkHidden(debugTraceFlag)
 	return cmd
 }
 

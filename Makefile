@@ -109,7 +109,7 @@ soak-short:
 # The benchmark tools, from the bench module (a go.mod of its own keeps fasthttp and gorilla out of
 # edged's): the reference servers, the WebSocket load generator, the idle-connection holder, the suite.
 bench-tools:
-	cd bench && CGO_ENABLED=0 $(GO) build -trimpath -o ../bin/bench/ ./cmd/peer ./cmd/wsload ./cmd/idleconns ./cmd/suite
+	cd bench && CGO_ENABLED=0 $(GO) build -trimpath -o ../bin/bench/ ./cmd/peer ./cmd/wsload ./cmd/idleconns ./cmd/latency ./cmd/suite
 
 # edged against net/http, fasthttp, nginx and gorilla/websocket on loopback: one table of medians
 # with ratios, memory, system calls per request, allocations, ARM binary sizes and a CPU profile,

@@ -16,6 +16,8 @@ type sample struct {
 	rate     float64       // requests or messages per second
 	requests int64         // completed in the run
 	p50, p99 time.Duration // latency percentiles
+	p999     time.Duration // timed workloads (bench/cmd/latency) only
+	over1ms  int64         // timed workloads only: requests that took over 1 ms
 	errors   string        // socket errors or non-2xx/3xx responses, as wrk reports them; empty if none
 	cpu      time.Duration // CPU time (user + system) the server used during the run; 0 if unknown
 	// client is the load generator's own CPU time (user + system) over the run; busy its share of one
@@ -114,6 +116,42 @@ func parseWrkDuration(v string) (time.Duration, error) {
 		return 0, fmt.Errorf("wrk latency unit %q", v)
 	}
 	return time.Duration(x * float64(unit)), nil
+}
+
+var reLatency = regexp.MustCompile(`(?m)^result rate=([0-9.]+) requests=([0-9]+) p50_us=([0-9]+) p99_us=([0-9]+) p999_us=([0-9]+) over1ms=([0-9]+)$`)
+
+// latencyArgs returns bench/cmd/latency's arguments for a run: conns connections, every request
+// timed for d.
+func latencyArgs(conns int, d time.Duration, addr, path string) []string {
+	return []string{"-addr", addr, "-path", path, "-c", strconv.Itoa(conns), "-d", d.String()}
+}
+
+// runLatency runs bench/cmd/latency once and parses its result line.
+func runLatency(ctx context.Context, bin string, args []string, d time.Duration) (sample, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	t0 := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return sample{}, fmt.Errorf("%s %s: %v\n%s", bin, strings.Join(args, " "), err, out)
+	}
+	m := reLatency.FindStringSubmatch(string(out))
+	if m == nil {
+		return sample{}, fmt.Errorf("no result line in the latency client's report:\n%s", out)
+	}
+	var s sample
+	s.rate, _ = strconv.ParseFloat(m[1], 64)
+	s.requests, _ = strconv.ParseInt(m[2], 10, 64)
+	us := func(v string) time.Duration {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return time.Duration(n) * time.Microsecond
+	}
+	s.p50, s.p99, s.p999 = us(m[3]), us(m[4]), us(m[5])
+	s.over1ms, _ = strconv.ParseInt(m[6], 10, 64)
+	s.client = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	s.busy = float64(s.client) / float64(time.Since(t0))
+	return s, nil
 }
 
 // wsKey names one figure of bench-ws.sh: message size and server key.

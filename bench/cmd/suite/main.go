@@ -30,6 +30,7 @@ import (
 
 type options struct {
 	edged, peer, idleconns, wsload, wsScript string
+	latency                                  string
 	edgedFlags                               string
 	goCmd                                    string
 	rounds                                   int
@@ -48,6 +49,7 @@ type workload struct {
 	path    string
 	conns   int
 	close   bool // Connection: close on every request
+	timed   bool // every request timed by bench/cmd/latency instead of wrk's sampling
 	wsSize  int  // > 0: WebSocket echo of messages of this size
 	servers []string
 }
@@ -84,6 +86,10 @@ const (
 	file1M = "1m.bin"
 )
 
+// timedTitle is the workload whose every request is timed (bench/cmd/latency): one goroutine per
+// connection, so that the latency is the server's and the loopback's, not a client thread's queue.
+const timedTitle = "/healthz keep-alive, 4 conns, each request timed"
+
 // wsConns is the number of WebSocket echo connections; edged gets --ws-max-conns above it.
 const wsConns = 16
 
@@ -110,6 +116,7 @@ func allWorkloads(smoke bool) []workload {
 		return []workload{
 			{title: "/healthz keep-alive, 4 conns", path: "/healthz", conns: 4, servers: withDefaults},
 			{title: "/healthz Connection: close, 4 conns", path: "/healthz", conns: 4, close: true, servers: http},
+			{title: timedTitle, path: "/healthz", conns: 4, timed: true, servers: withProcs1},
 			{title: "static 4 KiB, 4 conns", path: "/" + file4K, conns: 4, servers: http},
 			{title: "static 1 MiB, 4 conns", path: "/" + file1M, conns: 4, servers: http},
 			{title: "WebSocket echo 64 B, 4 conns", wsSize: 64, conns: 4, servers: ws},
@@ -117,6 +124,7 @@ func allWorkloads(smoke bool) []workload {
 	}
 	return []workload{
 		{title: "/healthz keep-alive, 4 conns", path: "/healthz", conns: 4, servers: withProcs1},
+		{title: timedTitle, path: "/healthz", conns: 4, timed: true, servers: withProcs1},
 		{title: "/healthz keep-alive, 64 conns", path: "/healthz", conns: 64, servers: withDefaults},
 		{title: "/healthz keep-alive, 256 conns", path: "/healthz", conns: 256, servers: withDefaults},
 		{title: "/healthz Connection: close, 16 conns", path: "/healthz", conns: 16, close: true, servers: http},
@@ -133,6 +141,7 @@ func main() {
 	flag.StringVar(&o.peer, "peer", "bin/bench/peer", "bench/cmd/peer binary")
 	flag.StringVar(&o.wsScript, "ws-script", "scripts/bench-ws.sh", "the WebSocket echo benchmark, run once per round")
 	flag.StringVar(&o.idleconns, "idleconns", "bin/bench/idleconns", "bench/cmd/idleconns binary")
+	flag.StringVar(&o.latency, "latency", "bin/bench/latency", "bench/cmd/latency binary")
 	flag.StringVar(&o.wsload, "wsload", "bin/bench/wsload", "bench/cmd/wsload binary (for the daemon's allocations per message)")
 	flag.StringVar(&o.edgedFlags, "edged-flags", "--workers 4 --socket-queue 1024",
 		"edged's pool flags for the tuned rows (queue mode with parking, Q above every connection count)")
@@ -176,7 +185,7 @@ func run(ctx context.Context, o *options) error {
 			return fmt.Errorf("%s not found (scripts/install-test-deps.sh installs it)", tool)
 		}
 	}
-	for _, bin := range []string{o.edged, o.peer, o.idleconns, o.wsload, o.wsScript} {
+	for _, bin := range []string{o.edged, o.peer, o.idleconns, o.wsload, o.wsScript, o.latency} {
 		if _, err := os.Stat(bin); err != nil {
 			return fmt.Errorf("%s not found (make bench-tools builds it)", bin)
 		}

@@ -68,7 +68,13 @@ func (r *report) rounds(ctx context.Context, dir, root string) error {
 				s := srv[key]
 				pids := s.pids()
 				cpu0 := cpuTime(pids)
-				smp, err := runWrk(ctx, wrkArgs(w.conns, d, w.close, "http://"+s.addr+w.path), d)
+				var err error
+				var smp sample
+				if w.timed {
+					smp, err = runLatency(ctx, r.opts.latency, latencyArgs(w.conns, d, s.addr, w.path), d)
+				} else {
+					smp, err = runWrk(ctx, wrkArgs(w.conns, d, w.close, "http://"+s.addr+w.path), d)
+				}
 				smp.cpu = cpuTime(pids) - cpu0
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -176,6 +182,8 @@ func median[T int64 | float64 | time.Duration](xs []T) T {
 type summary struct {
 	rate, spread float64
 	p50, p99     time.Duration
+	p999         time.Duration // timed workloads only
+	overPer10k   float64       // timed workloads only: requests over 1 ms per 10,000
 	cpuPerReq    time.Duration // the server's CPU time per request; 0 if unknown
 	busy         float64       // the client's CPU time over the run's length (1 = one core); 0 if unknown
 	n            int
@@ -184,13 +192,17 @@ type summary struct {
 
 func summarize(ss []sample) summary {
 	var rates []float64
-	var p50, p99, cpu []time.Duration
-	var busy []float64
+	var p50, p99, p999, cpu []time.Duration
+	var busy, over []float64
 	var sm summary
 	for _, s := range ss {
 		rates = append(rates, s.rate)
 		p50 = append(p50, s.p50)
 		p99 = append(p99, s.p99)
+		if s.p999 > 0 {
+			p999 = append(p999, s.p999)
+			over = append(over, 1e4*float64(s.over1ms)/float64(max(s.requests, 1)))
+		}
 		if s.cpu > 0 && s.requests > 0 {
 			cpu = append(cpu, s.cpu/time.Duration(s.requests))
 		}
@@ -203,6 +215,7 @@ func summarize(ss []sample) summary {
 	}
 	sm.n = len(ss)
 	sm.rate, sm.p50, sm.p99, sm.cpuPerReq, sm.busy = median(rates), median(p50), median(p99), median(cpu), median(busy)
+	sm.p999, sm.overPer10k = median(p999), median(over)
 	if sm.rate > 0 {
 		sm.spread = (slices.Max(rates) - slices.Min(rates)) / sm.rate
 	}
@@ -249,6 +262,10 @@ func (r *report) table() string {
 			notes := ""
 			if len(sm.errors) > 0 {
 				notes = fmt.Sprintf("%d of %d runs: %s", len(sm.errors), sm.n, sm.errors[0])
+			}
+			if w.timed && sm.p999 > 0 {
+				notes = strings.TrimPrefix(notes+fmt.Sprintf("; p99.9 %s, %.1f in 10,000 over 1 ms",
+					fmtLatency(sm.p999), sm.overPer10k), "; ")
 			}
 			if sm.n < r.opts.rounds {
 				notes = strings.TrimPrefix(notes+fmt.Sprintf("; %d of %d runs failed", r.opts.rounds-sm.n, r.opts.rounds), "; ")
@@ -368,6 +385,10 @@ func (r *report) commands() string {
 	for _, w := range r.wls {
 		if w.wsSize > 0 {
 			sizes, conns = append(sizes, strconv.Itoa(w.wsSize)), w.conns
+			continue
+		}
+		if w.timed {
+			fmt.Fprintf(&b, "%s\n", r.cmdline(append([]string{o.latency}, latencyArgs(w.conns, o.duration, "ADDR", w.path)...)))
 			continue
 		}
 		fmt.Fprintf(&b, "%s\n", r.cmdline(append([]string{"wrk"}, wrkArgs(w.conns, o.duration, w.close, "http://ADDR"+w.path)...)))

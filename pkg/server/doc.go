@@ -34,7 +34,10 @@
 // back to sleep), and the next request of another connection is often ready when a worker finishes a
 // response. Under more load the poller's epoll_wait returns many events at once, and the workers
 // leave the events to it. The eventfd and the listeners are the poller's: a worker that fetches their
-// edge re-arms them with epoll_ctl, which queues the edge again for the poller.
+// edge re-arms them with epoll_ctl, which queues the edge again for the poller. A worker yields its
+// processor before each harvest: one whose harvests keep finding work never blocks, and would keep
+// the goroutines runnable on its processor (workers the poller handed a socket, the poller itself)
+// waiting until the runtime preempts it, up to 10 ms.
 //
 // Workers. P goroutines, each owning a conn.Connection with all its buffers, a stream (conn.Stream
 // over the slot's descriptor), a wake channel of capacity 1 and one reusable timer. A worker serves a

@@ -184,7 +184,9 @@
 // runtime's plus the one in epoll_wait. Before it blocks, the poller yields so that the workers it has
 // just woken run first: with GOMAXPROCS=1 they would otherwise wait until the runtime takes the
 // processor back from the thread blocked in epoll_wait, 10 to 20 ms. On one processor it yields until
-// they have taken their wake-ups (Server.yield).
+// they have taken their wake-ups (Server.yield). With more, a worker that finds sockets still queued
+// when it is done with one lets the yielding poller run first, so that the queue is refilled while the
+// workers serve instead of once it has run dry (worker.giveWay).
 //
 // # Listen addresses
 //

@@ -399,3 +399,47 @@ func TestS4_HarvestYieldsTheProcessorFirst(t *testing.T) {
 		t.Fatalf("a worker that does not harvest yielded %d times", yields)
 	}
 }
+
+// A worker about to take the next queued socket lets the poller run first while the poller waits for a
+// processor in its yield (worker.giveWay): otherwise, with every worker busy, the poller waits until
+// the queue runs dry, and the sockets that became readable meanwhile wait for it (CONTRACT S4). Not
+// with the queue empty, where the worker waits or harvests anyway, and not on one processor (CONTRACT
+// S11), where the poller's yield lets the woken workers run first.
+func TestS4_WorkerGivesWayToTheYieldingPoller(t *testing.T) {
+	checkLeaks(t)
+	twoProcessors(t)
+	s := newPollerlessServer(t, Config{Workers: 2, SocketQueue: 4, ParkIdle: true})
+	calls := 0
+	prev := yieldToPoller
+	yieldToPoller = func() { calls++; prev() }
+	t.Cleanup(func() { yieldToPoller = prev })
+	w := s.workers[0]
+	for _, c := range []struct {
+		name     string
+		yielding bool
+		queued   int
+		procs    int
+		want     int
+	}{
+		{"the poller yielding, a socket queued", true, 1, 2, 1},
+		{"the poller yielding, the queue empty", true, 0, 2, 0},
+		{"the poller elsewhere, a socket queued", false, 1, 2, 0},
+		{"one processor", true, 1, 1, 0},
+	} {
+		calls = 0
+		s.pollerYielding.Store(c.yielding)
+		for range c.queued {
+			s.ready <- 0
+		}
+		prevProcs := runtime.GOMAXPROCS(c.procs)
+		w.giveWay()
+		runtime.GOMAXPROCS(prevProcs)
+		for range c.queued {
+			<-s.ready
+		}
+		if calls != c.want {
+			t.Errorf("%s: the worker yielded %d times; want %d", c.name, calls, c.want)
+		}
+	}
+	s.pollerYielding.Store(false)
+}

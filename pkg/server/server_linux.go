@@ -89,6 +89,9 @@ type Server struct {
 	readyWaiting atomic.Int32  // workers waiting on the socket queue
 	harvested    atomic.Uint64 // events fetched by idle workers (worker.harvest)
 	harvesting   atomic.Int32  // workers in a harvest: setClosing waits for them
+	// pollerYielding is set while the poller yields before its epoll_wait (yield): a worker about to
+	// take the next queued socket gives it its turn first (worker.giveWay).
+	pollerYielding atomic.Bool
 }
 
 // UnboundHandler receives a socket whose connection was taken over with conn.Connection.Unbind
@@ -375,12 +378,17 @@ const maxYields = 4
 // With more processors, an idle one takes over what the poller leaves runnable, and one yield lets
 // the workers start on this one's.
 //
+// While the poller yields, pollerYielding is set: a worker about to take the next queued socket
+// gives it its turn (worker.giveWay).
+//
 // Only goroutines woken while they waited count, so that nothing left over (a slot queued while every
 // worker was busy, a wake-up sent to a stream that was not waiting) keeps the poller yielding. Other
 // wake-ups (the socket queue's close at a drain, an Alive caller, a worker waiting for the slot lock,
 // goroutines that the woken ones wake in turn) are left to the runtime: rare, or not on the request
 // path.
 func (s *Server) yield() {
+	s.pollerYielding.Store(true)
+	defer s.pollerYielding.Store(false)
 	runtime.Gosched()
 	for k := 1; k < maxYields && s.woken.Load() > 0 && runtime.GOMAXPROCS(0) == 1; k++ {
 		runtime.Gosched()

@@ -71,8 +71,32 @@ func (w *worker) run() {
 			return
 		}
 		w.serve(i)
+		w.giveWay()
 	}
 }
+
+// giveWay lets the poller run before the worker takes the next queued socket, when the poller waits
+// for a processor in its yield and the queue is not empty. With more than one processor the poller's
+// yield puts it in the runtime's global run queue; while sockets stay queued no worker blocks, and the
+// poller waited there until the queue ran dry or the runtime preempted a worker (10 ms), so the
+// sockets that became readable meanwhile waited for its next turn, and then the workers all blocked
+// on an empty queue together and were woken again. Given its turn, the poller keeps the queue filled
+// while the workers serve. At 256 connections on two processors (wrk, six rounds in rotated order):
+// a median of 98k against 88k requests per second, 9.7 against 10.7 µs of CPU per request, p99
+// 3.4-4.4 against 4.4-5.1 ms; at 64, the same rate and p99 1.0-1.3 against 1.3-1.5 ms; at 4 no change.
+// With the queue empty the worker is about to wait, or to harvest, which yields anyway. Not on one
+// processor, where the poller's yield is there to let the workers it woke run first, and a worker
+// giving way sent the poller back to epoll_wait before them: p99 1.6-12 ms at 4 connections against
+// 0.07-0.19 (measured without the queue condition).
+func (w *worker) giveWay() {
+	s := w.srv
+	if len(s.ready) > 0 && s.pollerYielding.Load() && runtime.GOMAXPROCS(0) > 1 {
+		yieldToPoller()
+	}
+}
+
+// yieldToPoller is runtime.Gosched; tests count the calls (worker.giveWay).
+var yieldToPoller = runtime.Gosched
 
 // harvestEvents is how many events a worker's harvest fetches at most.
 const harvestEvents = 8

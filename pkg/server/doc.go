@@ -36,8 +36,8 @@
 // leave the events to it. The eventfd and the listeners are the poller's: a worker that fetches their
 // edge re-arms them with epoll_ctl, which queues the edge again for the poller. A worker yields its
 // processor before each harvest: one whose harvests keep finding work never blocks, and would keep
-// the goroutines runnable on its processor (workers the poller handed a socket, the poller itself)
-// waiting until the runtime preempts it, up to 10 ms.
+// the goroutines waiting to run (workers the poller handed a socket, the poller itself) waiting until
+// the runtime preempts it or takes back the processor the poller holds in epoll_wait, up to 10 ms.
 //
 // Workers. P goroutines, each owning a conn.Connection with all its buffers, a stream (conn.Stream
 // over the slot's descriptor), a wake channel of capacity 1 and one reusable timer. A worker serves a
@@ -185,7 +185,7 @@
 // just woken run first: with GOMAXPROCS=1 they would otherwise wait until the runtime takes the
 // processor back from the thread blocked in epoll_wait, 10 to 20 ms. On one processor it yields until
 // they have taken their wake-ups (Server.yield). With more, a worker that finds sockets still queued
-// when it is done with one lets the yielding poller run first, so that the queue is refilled while the
+// when it is done with one yields too, behind the poller, so that the queue is refilled while the
 // workers serve instead of once it has run dry (worker.giveWay).
 //
 // # Listen addresses

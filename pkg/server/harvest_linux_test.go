@@ -372,6 +372,9 @@ func TestS4_HarvestYieldsTheProcessorFirst(t *testing.T) {
 	yieldBeforeHarvest = func() {
 		yields++
 		seen = append(seen, s.harvested.Load())
+		if n := s.harvesting.Load(); n != 0 {
+			t.Errorf("the worker yielded counted as harvesting (%d): a shutdown would wait for its yield", n)
+		}
 		prev()
 	}
 	t.Cleanup(func() { yieldBeforeHarvest = prev })
@@ -400,46 +403,75 @@ func TestS4_HarvestYieldsTheProcessorFirst(t *testing.T) {
 	}
 }
 
-// A worker about to take the next queued socket lets the poller run first while the poller waits for a
-// processor in its yield (worker.giveWay): otherwise, with every worker busy, the poller waits until
-// the queue runs dry, and the sockets that became readable meanwhile wait for it (CONTRACT S4). Not
-// with the queue empty, where the worker waits or harvests anyway, and not on one processor (CONTRACT
-// S11), where the poller's yield lets the woken workers run first.
+// A worker about to take the next queued socket yields behind the poller while the poller has yielded
+// (worker.giveWay, Server.yield): otherwise, with every worker busy, the poller waits in the run queue
+// until the queue runs dry, and the sockets that became readable meanwhile wait for it (CONTRACT S4).
+// Not with the queue empty, where the worker waits or harvests anyway, and not on one processor
+// (CONTRACT S11), where the poller's yield lets the woken workers run first.
 func TestS4_WorkerGivesWayToTheYieldingPoller(t *testing.T) {
 	checkLeaks(t)
 	twoProcessors(t)
 	s := newPollerlessServer(t, Config{Workers: 2, SocketQueue: 4, ParkIdle: true})
 	calls := 0
-	prev := yieldToPoller
-	yieldToPoller = func() { calls++; prev() }
-	t.Cleanup(func() { yieldToPoller = prev })
-	w := s.workers[0]
+	prevYield, prevPoller := yieldToPoller, pollerGosched
+	yieldToPoller = func() { calls++; prevYield() }
+	var during []bool
+	pollerGosched = func() { during = append(during, s.pollerYielding.Load()); prevPoller() }
+	t.Cleanup(func() { yieldToPoller, pollerGosched = prevYield, prevPoller })
+
+	// The poller says so while it yields, and only then.
+	s.yield()
+	if len(during) == 0 || !during[0] || s.pollerYielding.Load() {
+		t.Fatalf("pollerYielding %v during the poller's yield and %v after; want true, then false", during, s.pollerYielding.Load())
+	}
+
+	// A worker that served one of two queued sockets gives way once, before it takes the other.
+	c1, c2 := dial(t, s.Addr()), dial(t, s.Addr())
+	waitFor(t, "two sockets parked", func() bool { pollerTurn(s); return s.Stats().SocketsParked == 2 })
+	c1.get("/1")
+	c2.get("/2")
+	waitFor(t, "both sockets queued", func() bool { pollerTurn(s); return len(s.ready) == 2 })
+	s.pollerYielding.Store(true) // the poller, yielding, for as long as the worker runs
+	defer s.pollerYielding.Store(false)
+	s.workersUp.Store(1)
+	s.running.Add(1)
+	go s.workers[0].run()
+	for _, c := range []*client{c1, c2} {
+		if resp, _ := c.response(); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	s.mu.Lock()
+	s.draining = true
+	close(s.ready)
+	s.mu.Unlock()
+	s.running.Wait()
+	if calls != 1 {
+		t.Fatalf("the worker gave way %d times serving two queued sockets; want once, between them", calls)
+	}
+
+	// Nor where the queue is empty, the poller not yielding, or on one processor.
 	for _, c := range []struct {
 		name     string
 		yielding bool
 		queued   int
 		procs    int
-		want     int
 	}{
-		{"the poller yielding, a socket queued", true, 1, 2, 1},
-		{"the poller yielding, the queue empty", true, 0, 2, 0},
-		{"the poller elsewhere, a socket queued", false, 1, 2, 0},
-		{"one processor", true, 1, 1, 0},
+		{"the queue empty", true, 0, 2},
+		{"the poller elsewhere", false, 1, 2},
+		{"one processor", true, 1, 1},
 	} {
 		calls = 0
+		s.ready = make(chan int32, 4)
 		s.pollerYielding.Store(c.yielding)
 		for range c.queued {
 			s.ready <- 0
 		}
 		prevProcs := runtime.GOMAXPROCS(c.procs)
-		w.giveWay()
+		s.workers[1].giveWay()
 		runtime.GOMAXPROCS(prevProcs)
-		for range c.queued {
-			<-s.ready
-		}
-		if calls != c.want {
-			t.Errorf("%s: the worker yielded %d times; want %d", c.name, calls, c.want)
+		if calls != 0 {
+			t.Errorf("%s: the worker gave way %d times; want none", c.name, calls)
 		}
 	}
-	s.pollerYielding.Store(false)
 }

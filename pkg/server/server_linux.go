@@ -389,11 +389,14 @@ const maxYields = 4
 func (s *Server) yield() {
 	s.pollerYielding.Store(true)
 	defer s.pollerYielding.Store(false)
-	runtime.Gosched()
+	pollerGosched()
 	for k := 1; k < maxYields && s.woken.Load() > 0 && runtime.GOMAXPROCS(0) == 1; k++ {
-		runtime.Gosched()
+		pollerGosched()
 	}
 }
+
+// pollerGosched is runtime.Gosched; tests look at what the workers see while the poller yields.
+var pollerGosched = runtime.Gosched
 
 // queueLocked sends slot i to the socket queue, which never blocks: it holds Q and at most Q slots
 // are queued. A worker waiting on the queue is counted as woken until it takes a slot (yield).

@@ -75,19 +75,21 @@ func (w *worker) run() {
 	}
 }
 
-// giveWay lets the poller run before the worker takes the next queued socket, when the poller waits
-// for a processor in its yield and the queue is not empty. With more than one processor the poller's
-// yield puts it in the runtime's global run queue; while sockets stay queued no worker blocks, and the
-// poller waited there until the queue ran dry or the runtime preempted a worker (10 ms), so the
-// sockets that became readable meanwhile waited for its next turn, and then the workers all blocked
-// on an empty queue together and were woken again. Given its turn, the poller keeps the queue filled
-// while the workers serve. At 256 connections on two processors (wrk, six rounds in rotated order):
-// a median of 98k against 88k requests per second, 9.7 against 10.7 µs of CPU per request, p99
-// 3.4-4.4 against 4.4-5.1 ms; at 64, the same rate and p99 1.0-1.3 against 1.3-1.5 ms; at 4 no change.
-// With the queue empty the worker is about to wait, or to harvest, which yields anyway. Not on one
-// processor, where the poller's yield is there to let the workers it woke run first, and a worker
-// giving way sent the poller back to epoll_wait before them: p99 1.6-12 ms at 4 connections against
-// 0.07-0.19 (measured without the queue condition).
+// giveWay puts the worker behind the poller in the runtime's run queue before it takes the next queued
+// socket, when the poller has yielded (Server.yield) and the queue is not empty. With more than one
+// processor a yield puts the poller in the global run queue, which a processor looks at only when its
+// own run queue is empty, or once in 61 turns. While sockets stay queued no worker blocks, so the
+// poller could wait there for milliseconds, until the queue ran dry or the runtime preempted a worker
+// (10 ms): the sockets that became readable meanwhile waited for its next turn, and then the workers
+// all blocked on an empty queue together and were woken again. A worker that yields joins the same
+// queue behind it, so the poller turns sooner and keeps the queue filled while the workers serve. At
+// 256 connections on two processors (wrk, six rounds in rotated order): a median of 98k against 88k
+// requests per second, 9.7 against 10.7 µs of CPU per request, p99 3.4-4.4 against 4.4-5.1 ms; at
+// 64, the same rate and p99 1.0-1.3 against 1.3-1.5 ms; at 4 no change. With the queue empty the
+// worker is about to wait, or to harvest, which yields anyway. Not on one processor, where the
+// poller's yield is there to let the workers it woke run first, and a worker giving way sent the
+// poller back to epoll_wait before them: p99 1.6-12 ms at 4 connections against 0.07-0.19 (measured
+// without the queue condition).
 func (w *worker) giveWay() {
 	s := w.srv
 	if len(s.ready) > 0 && s.pollerYielding.Load() && runtime.GOMAXPROCS(0) > 1 {
@@ -121,14 +123,16 @@ var yieldBeforeHarvest = runtime.Gosched
 //
 // Before each harvest the worker yields its processor (yieldBeforeHarvest). A worker whose harvests
 // keep finding work never waits, and its system calls return at once without passing through the
-// scheduler, so the goroutines made runnable on its processor meanwhile (workers the poller handed a
-// socket, the poller after its own yield) waited for their turn until the runtime preempted it, after
-// 10 ms, or took the other processor back from the poller blocked in epoll_wait; the other processor,
-// idle, is not told of them. Runtime traces showed those waits of 1 to 10 ms, and they were the
-// latency tail the harvest added: at 4 connections on two processors (bench/cmd/latency, 120,000
-// requests), 310-420 requests over 1 ms and a p99.9 of 1.7-2.0 ms, against 80-140 and 0.76-1.13 ms
-// with the yield, as without harvest (78-134 and 0.77-1.06 ms). A yield costs less than 1% of a
-// request.
+// scheduler, so the goroutines waiting to run meanwhile (workers the poller handed a socket, in this
+// processor's run queue; the poller after its own yield, in the global one) waited until the runtime
+// preempted it, after 10 ms, or took the other processor back from the poller's thread blocked in
+// epoll_wait, which its monitor does after 20 µs to 10 ms, depending on how long it has had nothing
+// to do. Runtime traces showed those waits of 1 to 10 ms, and they were the latency tail the harvest
+// added: at 4 connections on two processors (bench/cmd/latency, 120,000 requests a run), 310-460
+// requests over 1 ms and a p99.9 of 1.7-2.0 ms, against 50-140 and 0.54-1.13 ms with the yield, as
+// without harvest (56-134 and 0.65-1.06 ms). The yield costs no CPU per request that shows (the
+// whole process's, wrk -c4, three interleaved rounds: 9.4-11.1 µs against 9.9-12.5 without it). A
+// queue refilled meanwhile is taken without a harvest.
 //
 // A harvested socket event is dispatched as the poller would (slotEventLocked): an unparked socket
 // joins the queue (CONTRACT S4), where a worker waiting on it takes it at once, usually on this
@@ -146,7 +150,10 @@ func (w *worker) harvest() bool {
 	if open := int(s.open.Load()); !s.parking || open < 2 || open > len(s.workers) || runtime.GOMAXPROCS(0) == 1 {
 		return false
 	}
-	yieldBeforeHarvest() // first the goroutines waiting for this processor (see above)
+	yieldBeforeHarvest() // first the goroutines waiting to run (see above)
+	if len(s.ready) > 0 {
+		return true
+	}
 	s.harvesting.Add(1)
 	defer s.harvesting.Add(-1)
 	if s.closing.Load() {

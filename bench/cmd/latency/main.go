@@ -76,8 +76,9 @@ func run(addr, path string, conns, n, warm int, d time.Duration) error {
 	if len(all) == 0 {
 		return errors.New("no request timed")
 	}
-	// The rate is over the timed requests: each connection's time from its first timed request to
-	// its last response, averaged over the connections.
+	// The rate is over the timed requests: their count over the time a connection spent waiting for
+	// responses (the sum of its latencies), averaged over the connections; the client's own time
+	// between a response and the next request is left out.
 	var busy time.Duration
 	for _, l := range lat {
 		for _, x := range l {
@@ -86,7 +87,7 @@ func run(addr, path string, conns, n, warm int, d time.Duration) error {
 	}
 	rate := float64(len(all)) / (busy.Seconds() / float64(conns))
 	slices.Sort(all)
-	over := func(d time.Duration) int { return len(all) - countBelow(all, d) }
+	over := func(d time.Duration) int { return len(all) - countAtMost(all, d) }
 	q := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
 	fmt.Printf("requests %d, %.0f req/s\n", len(all), rate)
 	fmt.Printf("p50 %v  p90 %v  p99 %v  p99.9 %v  max %v\n", q(0.5), q(0.9), q(0.99), q(0.999), all[len(all)-1])
@@ -96,7 +97,8 @@ func run(addr, path string, conns, n, warm int, d time.Duration) error {
 	return nil
 }
 
-func countBelow(sorted []time.Duration, d time.Duration) int {
+// countAtMost returns how many of the sorted latencies are d or less.
+func countAtMost(sorted []time.Duration, d time.Duration) int {
 	i, _ := slices.BinarySearch(sorted, d+1)
 	return i
 }

@@ -247,15 +247,16 @@ func build(s *settings, log *slog.Logger, inherited listeners) (*daemon, error) 
 		},
 		Topics: d.hub.Len,
 	})
-	var gatherer prometheus.Gatherer = reg
+	gather := metrics.Gatherer(reg)
+	onMain := gather
 	if s.metricsListen != "" {
-		gatherer = nil // served by the metrics listener only
+		onMain = nil // served by the metrics listener only
 	}
 	router := routes.New(routes.Config{
 		Workers:    s.workers,
 		EchoBuffer: s.bufferSize,
 		EnableEcho: s.enableEcho,
-		Metrics:    gatherer,
+		Metrics:    onMain,
 		Hub:        d.hub,
 		Pool:       d.pool,
 		Upgrade:    &ws.UpgradeOptions{AllowedOrigins: s.origins()},
@@ -282,7 +283,7 @@ func build(s *settings, log *slog.Logger, inherited listeners) (*daemon, error) 
 	srv.SetUnboundHandler(router.Unbound)
 	mainSrv, d.main = srv, srv
 	if s.metricsListen != "" {
-		mrouter := routes.New(routes.Config{Workers: metricsWorkers, Metrics: reg, NoStatusPage: true})
+		mrouter := routes.New(routes.Config{Workers: metricsWorkers, Metrics: gather, NoStatusPage: true})
 		d.metricsS, err = server.New(server.Config{
 			Listen:        s.metricsListen,
 			Listeners:     inherited.metrics,

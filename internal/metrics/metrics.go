@@ -17,6 +17,7 @@ import (
 	"github.com/edged/edged/pkg/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // durationBuckets are the upper bounds, in seconds, of edged_http_request_duration_seconds.
@@ -265,4 +266,31 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	reqs += buckets[len(durationBuckets)]
 	ch <- prometheus.MustNewConstHistogram(m.descs["edged_http_request_duration_seconds"], reqs, sum.Seconds(), cum)
+}
+
+// Gatherer returns g with go_goroutines set to the number of goroutines when Gather was called.
+// client_golang's registry gathers its collectors on helper goroutines, and the Go collector counts
+// those that happen to be alive when it runs: one to four more, depending on how the scheduler runs
+// them. A daemon whose goroutines did not change would report a number that moves between scrapes, and
+// a leak check (a dashboard's, or a test's) would see goroutines come and go. The count taken before
+// the scrape includes the goroutine that serves it, which is one of the daemon's own workers. It can
+// still include the helpers of a scrape that ended microseconds before, while they return.
+func Gatherer(g prometheus.Gatherer) prometheus.Gatherer { return goroutinesFirst{g} }
+
+type goroutinesFirst struct{ prometheus.Gatherer }
+
+func (g goroutinesFirst) Gather() ([]*dto.MetricFamily, error) {
+	n := float64(runtime.NumGoroutine())
+	mfs, err := g.Gatherer.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "go_goroutines" || mf.GetType() != dto.MetricType_GAUGE {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.Gauge != nil {
+				m.Gauge.Value = &n
+			}
+		}
+	}
+	return mfs, err
 }

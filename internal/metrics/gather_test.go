@@ -25,7 +25,7 @@ func goroutines(t *testing.T, g prometheus.Gatherer) float64 {
 }
 
 // TestM_GoroutinesExcludeTheScrapesHelpers: go_goroutines counts the goroutines that exist when the
-// scrape begins. client_golang gathers on helper goroutines of its own, one to four here depending on
+// scrape begins. client_golang gathers on helper goroutines of its own, up to four here depending on
 // how the scheduler runs them, and the Go collector counts those that happen to be alive: a daemon
 // whose goroutines did not change would otherwise report a number that moves between scrapes, and a
 // leak check comparing two scrapes would see goroutines come and go.

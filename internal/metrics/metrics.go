@@ -270,8 +270,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 
 // Gatherer returns g with go_goroutines set to the number of goroutines when Gather was called.
 // client_golang's registry gathers its collectors on helper goroutines, and the Go collector counts
-// those that happen to be alive when it runs: one to four more, depending on how the scheduler runs
-// them. A daemon whose goroutines did not change would report a number that moves between scrapes, and
+// those that happen to be alive when it runs: up to one per collector plus one (four here), as many as
+// the scheduler has started by then. A daemon whose goroutines did not change would report a number that moves between scrapes, and
 // a leak check (a dashboard's, or a test's) would see goroutines come and go. The count taken before
 // the scrape includes the goroutine that serves it, which is one of the daemon's own workers. It can
 // still include the helpers of a scrape that ended microseconds before, while they return.
